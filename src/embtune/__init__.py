@@ -1,0 +1,62 @@
+"""embtune: adapt pretrained embedding models to your own data, mostly without labels, and prove whether it helped.
+
+>>> import embtune
+>>> vectors = embtune.encode(["Where is my card?", "How do I top up?"])
+>>> result = embtune.evaluate("corpus.jsonl")
+>>> result.metrics["silhouette"]
+
+Everything loads lazily, so `import embtune` (and `embtune --help`) stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# The verbs share their names with layer packages (embtune.evaluate is both the verb and the metrics package).
+# Importing a subpackage rebinds its name on this module, so the (cheap) packages are imported first and the verbs
+# are bound after them.
+from embtune import evaluate as _evaluate_package  # noqa: F401
+
+__version__ = "0.1.0"
+
+
+def encode(corpus, **options):
+    """Vectors for a list of texts or a corpus file; see :func:`embtune.api.encode` for the options.
+
+    >>> embtune.encode(["How do I top up my card?"]).shape
+    (1, 384)
+    """
+    from embtune.api import encode as run
+
+    return run(corpus, **options)
+
+
+def evaluate(corpus, **options):
+    """Metrics of a model (or vectors) on a corpus; see :func:`embtune.api.evaluate` for the options.
+
+    >>> embtune.evaluate("train.jsonl", test="test.jsonl").metrics["v_measure"]
+    """
+    from embtune.api import evaluate as run
+
+    return run(corpus, **options)
+
+
+_LAZY = {
+    "encode_corpus": "embtune.api",
+    "Evaluation": "embtune.api",
+    "EncodeResult": "embtune.api",
+    "read_corpus": "embtune.data",
+    "read_pairs": "embtune.data",
+    "load_encoder": "embtune.encoders",
+    "evaluate_vectors": "embtune.evaluate.metrics",
+    "Metrics": "embtune.evaluate.metrics",
+    "EmbtuneError": "embtune.errors",
+}
+
+__all__ = sorted([*_LAZY, "encode", "evaluate", "__version__"])
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'embtune' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from embtune.cli import main
+
+main()

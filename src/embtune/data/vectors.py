@@ -1,0 +1,76 @@
+"""Writing vectors to a .npy file one block at a time, so memory does not grow with the corpus.
+
+The file is written under a temp name with a fixed-size header that is filled in with the final row count on close, then
+renamed into place: readers never see a half-written file, and ``np.load(path, mmap_mode="r")`` opens the result.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from embtune.atomic import atomic_open
+
+_MAGIC = b"\x93NUMPY\x01\x00"
+_HEADER_BYTES = 128  # magic (8) + length (2) + dict; room for any (rows, dim) shape, and 64-byte aligned
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), as float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+def _header(rows: int, dim: int, dtype: np.dtype) -> bytes:
+    text = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (rows, dim)})
+    body_len = _HEADER_BYTES - len(_MAGIC) - 2
+    body = text.ljust(body_len - 1).encode("latin1") + b"\n"
+    if len(body) != body_len:
+        raise ValueError(f"shape {(rows, dim)} does not fit a {_HEADER_BYTES}-byte .npy header")
+    return _MAGIC + struct.pack("<H", body_len) + body
+
+
+class NpyStreamWriter:
+    """Append 2-D blocks of a fixed width to a .npy file; the file appears at ``path`` only on a clean close.
+
+    >>> with NpyStreamWriter("vectors.npy", dim=384) as out:
+    ...     out.write(block)            # (n_i, 384) float32
+    >>> np.load("vectors.npy", mmap_mode="r").shape
+    """
+
+    def __init__(self, path: str | Path, dim: int, dtype=np.float32):
+        self.path = Path(path)
+        self.dim = int(dim)
+        self.dtype = np.dtype(dtype)
+        self.rows = 0
+        self._opened = atomic_open(self.path, "wb")
+        self._file = self._opened.__enter__()
+        self._file.write(_header(0, self.dim, self.dtype))
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if block.ndim != 2 or block.shape[1] != self.dim:
+            raise ValueError(f"expected a (n, {self.dim}) block, got shape {block.shape}")
+        self._file.write(block.tobytes())
+        self.rows += block.shape[0]
+
+    def close(self) -> Path:
+        self._file.seek(0)
+        self._file.write(_header(self.rows, self.dim, self.dtype))
+        self._opened.__exit__(None, None, None)
+        return self.path
+
+    def abort(self) -> None:
+        self._opened.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+    def __enter__(self) -> NpyStreamWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

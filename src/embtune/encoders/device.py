@@ -1,0 +1,37 @@
+"""Choosing the torch device: ``auto`` means the GPU when torch sees one, else the CPU."""
+
+from __future__ import annotations
+
+from embtune.errors import EmbtuneError
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` → ``cuda`` or ``mps`` when available, else ``cpu``; an explicit device that is absent is an error.
+
+    >>> resolve_device("auto")
+    'cpu'
+    """
+    import torch
+
+    device = (device or "auto").strip().lower()
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device == "cpu":
+        return "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            build = "a CPU-only build of torch" if torch.version.cuda is None else f"CUDA {torch.version.cuda} but no GPU visible"
+            raise EmbtuneError(f"--device {device}: torch {torch.__version__} has {build}; use --device cpu or auto")
+        index = device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise EmbtuneError(f"--device {device}: there are {torch.cuda.device_count()} GPU(s) (cuda:0 ...)")
+        return device
+    if device == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise EmbtuneError("--device mps: Apple MPS is not available here; use --device cpu or auto")
+        return device
+    raise EmbtuneError(f"--device {device!r}: use auto, cpu, cuda, cuda:N or mps")

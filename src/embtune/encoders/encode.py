@@ -1,0 +1,138 @@
+"""Encoding through the vector cache, in memory or streamed from a corpus file to a .npy file.
+
+Each item is looked up by content hash; only the misses reach the model, in chunks that are committed to the cache as they
+finish, so an interrupted run resumes where it stopped and a repeated run does no model work at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from embtune.data.corpus import ReadStats, iter_text_chunks
+from embtune.data.readers import count_rows_estimate
+from embtune.data.vectors import NpyStreamWriter, l2_normalize
+from embtune.encoders.base import Encoder
+from embtune.encoders.cache import VectorCache, text_key
+from embtune.progress import ProgressCallback
+
+log = logging.getLogger(__name__)
+
+_COMMIT_EVERY = 1024  # texts encoded between cache commits: the most an interruption can lose
+
+
+@dataclass
+class EncodeStats:
+    """What an encode did: how many items, how many came from the cache, how long it took."""
+
+    items: int = 0
+    from_cache: int = 0
+    encoded: int = 0
+    seconds: float = 0.0
+    skipped_empty: int = 0
+    dim: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def add(self, other: EncodeStats) -> None:
+        self.items += other.items
+        self.from_cache += other.from_cache
+        self.encoded += other.encoded
+        self.dim = other.dim or self.dim
+
+
+def encode_items(
+    encoder: Encoder,
+    items: Sequence,
+    *,
+    cache: VectorCache | None = None,
+    batch_size: int = 64,
+    normalize: bool = True,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[np.ndarray, EncodeStats]:
+    """Vectors for ``items`` (float32, one row per item, duplicates included), using and filling ``cache``.
+
+    >>> vectors, stats = encode_items(encoder, ["a text", "another"], cache=VectorCache())
+    """
+    start = time.perf_counter()
+    items = list(items)
+    stats = EncodeStats(items=len(items))
+    keys = [text_key(item) for item in items]
+    first_index: dict[bytes, int] = {}
+    occurrences: dict[bytes, int] = {}
+    for i, key in enumerate(keys):
+        first_index.setdefault(key, i)
+        occurrences[key] = occurrences.get(key, 0) + 1
+    found = cache.get_many(encoder.fingerprint, list(first_index)) if cache is not None else {}
+    stats.from_cache = sum(1 for key in keys if key in found)
+    if on_progress is not None and stats.from_cache:
+        on_progress(stats.from_cache)
+    # Longest first, like sentence-transformers' own sort, so each committed chunk pads to similar lengths.
+    missing = sorted((key for key in first_index if key not in found), key=lambda k: -len(items[first_index[k]]))
+    for begin in range(0, len(missing), _COMMIT_EVERY):
+        chunk = missing[begin : begin + _COMMIT_EVERY]
+        vectors = encoder.encode([items[first_index[k]] for k in chunk], batch_size=batch_size, normalize=False)
+        if cache is not None:
+            cache.put_many(encoder.fingerprint, encoder.name, chunk, vectors)
+        found.update(zip(chunk, vectors))
+        stats.encoded += len(chunk)
+        if on_progress is not None:
+            on_progress(sum(occurrences[k] for k in chunk))  # duplicates of a text ride along with it
+    if items:
+        out = np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+    else:
+        out = np.zeros((0, encoder.dim), dtype=np.float32)
+    stats.dim = out.shape[1]
+    stats.seconds = time.perf_counter() - start
+    return (l2_normalize(out) if normalize else out), stats
+
+
+def encode_file(
+    encoder: Encoder,
+    corpus: str | Path,
+    output: str | Path,
+    *,
+    text_field: str = "text",
+    cache: VectorCache | None = None,
+    batch_size: int = 64,
+    normalize: bool = True,
+    chunk_size: int = 8192,
+    on_progress: ProgressCallback | None = None,
+) -> EncodeStats:
+    """Stream ``corpus`` through the encoder into a .npy file at ``output`` (written atomically on success).
+
+    Memory stays flat: at most ``chunk_size`` texts and their vectors are held at once.
+    """
+    start = time.perf_counter()
+    stats = EncodeStats()
+    read = ReadStats()
+    writer: NpyStreamWriter | None = None
+    try:
+        for texts in iter_text_chunks(corpus, text_field=text_field, chunk_size=chunk_size, stats=read):
+            vectors, part = encode_items(
+                encoder, texts, cache=cache, batch_size=batch_size, normalize=normalize, on_progress=on_progress
+            )
+            if writer is None:
+                writer = NpyStreamWriter(output, dim=vectors.shape[1])
+            writer.write(vectors)
+            stats.add(part)
+        if writer is not None:
+            writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    stats.skipped_empty = read.skipped_empty
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+def estimate_rows(corpus: str | Path) -> int | None:
+    try:
+        return count_rows_estimate(corpus)
+    except Exception:  # only a progress-bar estimate; the real read reports real problems
+        return None

@@ -1,0 +1,27 @@
+"""Errors a user can act on.
+
+Everything raised as :class:`EmbtuneError` is shown by the CLI as one line (exit code 1); anything else is a bug.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class EmbtuneError(Exception):
+    """A problem with the user's input, files, models or environment: one line that says what and how to fix it."""
+
+
+class InputError(EmbtuneError):
+    """Bad content in an input file, located by file and line (or row) and field."""
+
+    def __init__(self, path: str | Path, problem: str, *, line: int | None = None, unit: str = "line"):
+        self.path = Path(path)
+        self.line = line
+        self.problem = problem
+        where = f"{self.path}" if line is None else f"{self.path} {unit} {line}"
+        super().__init__(f"{where}: {problem}")
+
+
+class ModelNotFoundError(EmbtuneError):
+    """A model name or path that cannot be resolved to files on this machine."""

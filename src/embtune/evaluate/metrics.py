@@ -1,0 +1,186 @@
+"""One call that computes every metric the data allows, with the names used everywhere in embtune."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from embtune.evaluate.clustering import cluster_metrics, choose_k
+from embtune.evaluate.geometry import alignment, effective_rank, uniformity
+from embtune.evaluate.probes import holdout_split, knn_accuracy, logreg_scores
+from embtune.evaluate.sts import pair_roc_auc, sts_spearman
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a metric means to a user: its direction and one plain sentence."""
+
+    title: str
+    higher_is_better: bool
+    meaning: str
+    group: str  # "clusters", "space", "labels", "pairs"
+
+
+METRIC_INFO: dict[str, MetricInfo] = {
+    "silhouette": MetricInfo(
+        "Silhouette (cosine)", True, "how much closer texts sit to their own KMeans cluster than to the next (-1..1)", "clusters"
+    ),
+    "davies_bouldin": MetricInfo("Davies-Bouldin", False, "cluster spread relative to the distance between clusters", "clusters"),
+    "calinski_harabasz": MetricInfo("Calinski-Harabasz", True, "between-cluster over within-cluster variance", "clusters"),
+    "effective_rank": MetricInfo(
+        "Effective rank", True, "how many directions the vectors really use (1 = collapsed)", "space"
+    ),
+    "uniformity": MetricInfo("Uniformity", False, "how evenly vectors spread over the sphere (log scale)", "space"),
+    "alignment": MetricInfo("Alignment", False, "distance between the two sides of a similar pair", "space"),
+    "v_measure": MetricInfo("V-measure", True, "agreement of KMeans clusters with the true labels (0..1)", "labels"),
+    "nmi": MetricInfo("NMI", True, "normalised mutual information of clusters and labels (0..1)", "labels"),
+    "ari": MetricInfo("ARI", True, "adjusted Rand index of clusters vs labels (0 = chance, 1 = same)", "labels"),
+    "knn_accuracy": MetricInfo("kNN accuracy", True, "10-nearest-neighbour vote on held-out texts", "labels"),
+    "logreg_accuracy": MetricInfo("Linear probe accuracy", True, "logistic regression on held-out texts", "labels"),
+    "logreg_macro_f1": MetricInfo("Linear probe macro-F1", True, "the probe's F1 averaged over labels", "labels"),
+    "sts_spearman": MetricInfo(
+        "STS Spearman", True, "rank agreement of cosine similarity with gold pair scores (-1..1)", "pairs"
+    ),
+    "pair_roc_auc": MetricInfo("Pair ROC AUC", True, "how well cosine separates similar from dissimilar pairs", "pairs"),
+}
+
+
+@dataclass
+class Metrics:
+    """Metric values (means over KMeans seeds where seeds apply), their standard deviations, and how they were made.
+
+    >>> m = evaluate_vectors(vectors, labels=labels)
+    >>> m["v_measure"], m.std["v_measure"]
+    """
+
+    values: dict[str, float] = field(default_factory=dict)
+    std: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> float:
+        return self.values[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.values
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metrics": dict(self.values), "metrics_std": dict(self.std), **self.info}
+
+
+@dataclass
+class PairVectors:
+    """Vectors of the two sides of a pair file, with gold ``scores`` or 0/1 ``labels`` when the file has them."""
+
+    a: np.ndarray
+    b: np.ndarray
+    scores: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    positive: np.ndarray | None = None  # boolean mask of pairs that count as similar (for alignment)
+
+
+def _put_runs(metrics: Metrics, runs: dict[str, list[float]]) -> None:
+    for name, values in runs.items():
+        finite = [v for v in values if np.isfinite(v)]
+        if finite:
+            metrics.values[name] = float(np.mean(finite))
+            metrics.std[name] = float(np.std(finite))
+
+
+def evaluate_vectors(
+    vectors: np.ndarray,
+    *,
+    labels=None,
+    test_vectors: np.ndarray | None = None,
+    test_labels=None,
+    pairs: PairVectors | None = None,
+    views: tuple[np.ndarray, np.ndarray] | None = None,
+    k: int | None = None,
+    seeds: int = 5,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+) -> Metrics:
+    """Every metric the inputs allow; label metrics are always scored on held-out data.
+
+    - Clusters (KMeans with seeds 0..seeds-1): on ``test_vectors`` when given, else on ``vectors``. k is ``k``, else the
+      number of labels, else the silhouette-best k. With labels: V-measure, NMI, ARI too.
+    - Probes (kNN, logistic regression): fitted on ``vectors``/``labels`` and scored on ``test_vectors``/``test_labels``,
+      or on a stratified ``test_fraction`` split of ``vectors`` held out from the fit.
+    - ``pairs``: STS Spearman (scores) or ROC AUC (0/1 labels), and alignment of the similar pairs.
+    - ``views``: two encodings of the same items (e.g. augmented); their alignment when there is no pair file.
+
+    >>> m = evaluate_vectors(train_vectors, labels=train_labels, test_vectors=test_vectors, test_labels=test_labels)
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) == 0:
+        raise ValueError(f"expected a non-empty 2-D array of vectors, got shape {vectors.shape}")
+    if not np.isfinite(vectors).all():
+        raise ValueError("vectors contain NaN or infinite values")
+    labels = None if labels is None else np.asarray(labels)
+    if labels is not None and len(labels) != len(vectors):
+        raise ValueError(f"{len(labels)} labels for {len(vectors)} vectors")
+    if test_vectors is not None:
+        test_vectors = np.asarray(test_vectors, dtype=np.float32)
+        test_labels = None if test_labels is None else np.asarray(test_labels)
+    metrics = Metrics(info={"n": int(len(vectors)), "dim": int(vectors.shape[1]), "seeds": list(range(seeds))})
+
+    # Clusters and space shape, on the held-out part when there is one.
+    cluster_x, cluster_y = (test_vectors, test_labels) if test_vectors is not None else (vectors, labels)
+    metrics.info["clustered_on"] = "test" if test_vectors is not None else "all"
+    metrics.info["n_clustered"] = int(len(cluster_x))
+    if k is not None:
+        metrics.info["k_source"] = "given"
+    elif cluster_y is not None:
+        k = len(set(cluster_y.tolist()))
+        metrics.info["k_source"] = "number of labels"
+    elif len(cluster_x) >= 4:
+        k, sweep = choose_k(cluster_x, seed=seed)
+        metrics.info["k_source"] = "best silhouette"
+        metrics.info["k_sweep"] = {str(key): round(value, 4) for key, value in sweep.items()}
+    if k is not None and 2 <= k < len(cluster_x):
+        metrics.info["k"] = int(k)
+        _put_runs(metrics, cluster_metrics(cluster_x, k, seeds=seeds, labels=cluster_y, sample_seed=seed))
+    else:
+        metrics.info["k"] = None
+        log.warning("clustering metrics skipped: k=%s does not fit %d vectors", k, len(cluster_x))
+    metrics.values["effective_rank"] = effective_rank(cluster_x, seed=seed)
+    metrics.values["uniformity"] = uniformity(cluster_x, seed=seed)
+
+    # Probes, never scored on what they were fitted on.
+    if labels is not None and test_vectors is not None and test_labels is not None:
+        train_x, train_y, test_x, test_y = vectors, labels, test_vectors, test_labels
+        metrics.info["probe_split"] = "given test set"
+    elif labels is not None and len(set(labels.tolist())) >= 2 and len(labels) >= 10:
+        train, test = holdout_split(labels, test_fraction=test_fraction, seed=seed)
+        train_x, train_y, test_x, test_y = vectors[train], labels[train], vectors[test], labels[test]
+        metrics.info["probe_split"] = f"held-out {test_fraction:.0%} (stratified, seed {seed})"
+    else:
+        train_x = None
+    if train_x is not None:
+        if len(set(train_y.tolist())) < 2:
+            log.warning("probes skipped: the training part has a single label")
+        else:
+            metrics.info["probe_train"], metrics.info["probe_test"] = int(len(train_x)), int(len(test_x))
+            metrics.values["knn_accuracy"] = knn_accuracy(train_x, train_y, test_x, test_y)
+            accuracy, macro_f1 = logreg_scores(train_x, train_y, test_x, test_y, seed=seed)
+            metrics.values["logreg_accuracy"] = accuracy
+            metrics.values["logreg_macro_f1"] = macro_f1
+
+    # Pairs.
+    if pairs is not None:
+        metrics.info["pairs"] = int(len(pairs.a))
+        if pairs.scores is not None:
+            metrics.values["sts_spearman"] = sts_spearman(pairs.a, pairs.b, pairs.scores)
+        if pairs.labels is not None and len(set(pairs.labels.tolist())) == 2:
+            metrics.values["pair_roc_auc"] = pair_roc_auc(pairs.a, pairs.b, pairs.labels)
+        if pairs.positive is not None and pairs.positive.any():
+            metrics.values["alignment"] = alignment(pairs.a[pairs.positive], pairs.b[pairs.positive])
+            metrics.info["alignment_from"] = f"{int(pairs.positive.sum())} similar pairs"
+    if "alignment" not in metrics.values and views is not None:
+        metrics.values["alignment"] = alignment(*views)
+        metrics.info["alignment_from"] = f"{len(views[0])} texts vs a word-dropout copy"
+    return metrics

@@ -1,0 +1,1 @@
+"""Presenting results: tables now; plots and HTML reports build on these."""
