@@ -114,7 +114,7 @@ def test_evaluate_table_with_test_file_and_pairs(tiny_model, tmp_path, demo_rows
     assert result.exit_code == 0, result.output
     for name in ("v_measure", "knn_accuracy", "sts_spearman", "alignment", "effective_rank"):
         assert name in result.stdout
-    assert "given test set" in result.stdout
+    assert "separate test set" in result.stdout
 
 
 def test_evaluate_vectors_count_mismatch_is_a_user_error(tmp_path):

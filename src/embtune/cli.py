@@ -342,7 +342,7 @@ def demo(
         console.print(
             f"[bold]embtune demo[/bold]: {corpus.name}, 2,002 customer-service queries in 77 intents "
             "(BANKING77 slice, CC BY 4.0; see embtune/data/demo_corpus/README.md)\n"
-            f"Step 1: encode every query with {model} (vectors are cached: a second run is instant), then measure the space.\n"
+            f"Encode every query with {model} (vectors are cached: a second run is instant), then measure the space.\n"
         )
         result = run_evaluate(corpus, model=model, device=device, show_progress=False if quiet else None)
         console.print(metrics_table(result.metrics, title=f"{result.model} on the demo corpus"))

@@ -27,26 +27,20 @@ class MetricInfo:
 
 
 METRIC_INFO: dict[str, MetricInfo] = {
-    "silhouette": MetricInfo(
-        "Silhouette (cosine)", True, "how much closer texts sit to their own KMeans cluster than to the next (-1..1)", "clusters"
-    ),
-    "davies_bouldin": MetricInfo("Davies-Bouldin", False, "cluster spread relative to the distance between clusters", "clusters"),
-    "calinski_harabasz": MetricInfo("Calinski-Harabasz", True, "between-cluster over within-cluster variance", "clusters"),
-    "effective_rank": MetricInfo(
-        "Effective rank", True, "how many directions the vectors really use (1 = collapsed)", "space"
-    ),
-    "uniformity": MetricInfo("Uniformity", False, "how evenly vectors spread over the sphere (log scale)", "space"),
-    "alignment": MetricInfo("Alignment", False, "distance between the two sides of a similar pair", "space"),
-    "v_measure": MetricInfo("V-measure", True, "agreement of KMeans clusters with the true labels (0..1)", "labels"),
-    "nmi": MetricInfo("NMI", True, "normalised mutual information of clusters and labels (0..1)", "labels"),
-    "ari": MetricInfo("ARI", True, "adjusted Rand index of clusters vs labels (0 = chance, 1 = same)", "labels"),
-    "knn_accuracy": MetricInfo("kNN accuracy", True, "10-nearest-neighbour vote on held-out texts", "labels"),
-    "logreg_accuracy": MetricInfo("Linear probe accuracy", True, "logistic regression on held-out texts", "labels"),
-    "logreg_macro_f1": MetricInfo("Linear probe macro-F1", True, "the probe's F1 averaged over labels", "labels"),
-    "sts_spearman": MetricInfo(
-        "STS Spearman", True, "rank agreement of cosine similarity with gold pair scores (-1..1)", "pairs"
-    ),
-    "pair_roc_auc": MetricInfo("Pair ROC AUC", True, "how well cosine separates similar from dissimilar pairs", "pairs"),
+    "silhouette": MetricInfo("Silhouette (cosine)", True, "own cluster vs next one (-1..1)", "clusters"),
+    "davies_bouldin": MetricInfo("Davies-Bouldin", False, "cluster spread / cluster distance", "clusters"),
+    "calinski_harabasz": MetricInfo("Calinski-Harabasz", True, "between / within-cluster variance", "clusters"),
+    "effective_rank": MetricInfo("Effective rank", True, "directions used (1 = collapsed)", "space"),
+    "uniformity": MetricInfo("Uniformity", False, "how evenly vectors cover sphere", "space"),
+    "alignment": MetricInfo("Alignment", False, "distance within similar pairs", "space"),
+    "v_measure": MetricInfo("V-measure", True, "clusters agree with labels (0..1)", "labels"),
+    "nmi": MetricInfo("NMI", True, "mutual info, clusters vs labels", "labels"),
+    "ari": MetricInfo("ARI", True, "Rand index vs labels, 0 = chance", "labels"),
+    "knn_accuracy": MetricInfo("kNN accuracy", True, "10-neighbour vote, held-out texts", "labels"),
+    "logreg_accuracy": MetricInfo("Linear probe accuracy", True, "logistic regression, held out", "labels"),
+    "logreg_macro_f1": MetricInfo("Linear probe macro-F1", True, "probe F1 averaged over labels", "labels"),
+    "sts_spearman": MetricInfo("STS Spearman", True, "cosine ranks pairs like gold", "pairs"),
+    "pair_roc_auc": MetricInfo("Pair ROC AUC", True, "cosine tells similar pairs apart", "pairs"),
 }
 
 
@@ -153,11 +147,11 @@ def evaluate_vectors(
     # Probes, never scored on what they were fitted on.
     if labels is not None and test_vectors is not None and test_labels is not None:
         train_x, train_y, test_x, test_y = vectors, labels, test_vectors, test_labels
-        metrics.info["probe_split"] = "given test set"
+        metrics.info["probe_split"] = "separate test set"
     elif labels is not None and len(set(labels.tolist())) >= 2 and len(labels) >= 10:
         train, test = holdout_split(labels, test_fraction=test_fraction, seed=seed)
         train_x, train_y, test_x, test_y = vectors[train], labels[train], vectors[test], labels[test]
-        metrics.info["probe_split"] = f"held-out {test_fraction:.0%} (stratified, seed {seed})"
+        metrics.info["probe_split"] = f"stratified {test_fraction:.0%} held out, seed {seed}"
     else:
         train_x = None
     if train_x is not None:
@@ -182,5 +176,5 @@ def evaluate_vectors(
             metrics.info["alignment_from"] = f"{int(pairs.positive.sum())} similar pairs"
     if "alignment" not in metrics.values and views is not None:
         metrics.values["alignment"] = alignment(*views)
-        metrics.info["alignment_from"] = f"{len(views[0])} texts vs a word-dropout copy"
+        metrics.info["alignment_from"] = f"{len(views[0])} texts vs word-dropout copies"
     return metrics

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
 from embtune.evaluate.metrics import METRIC_INFO, Metrics
 
 GROUP_TITLES = {
-    "labels": "with labels (held out)",
-    "clusters": "clusters, no labels needed",
+    "labels": "with labels",
+    "clusters": "clusters (no labels)",
     "space": "shape of the space",
     "pairs": "pairs",
 }
@@ -26,26 +27,31 @@ def format_value(metrics: Metrics, name: str) -> str:
 
 
 def describe_setup(metrics: Metrics) -> str:
-    """One line on how the numbers were made: k, seeds, split."""
+    """How the numbers were made: k, seeds, what the probes were fitted and scored on."""
     info = metrics.info
     parts = []
     if info.get("k"):
-        parts.append(f"KMeans k={info['k']} ({info.get('k_source', '')}), {len(info.get('seeds', []))} seeds, mean ± std")
-        if info.get("clustered_on") == "test":
-            parts.append(f"clusters on the test set ({info.get('n_clustered')} texts)")
+        where = f" on the {info.get('n_clustered')} test texts" if info.get("clustered_on") == "test" else ""
+        parts.append(f"KMeans k={info['k']} ({info.get('k_source', '')}){where}, {len(info.get('seeds', []))} seeds: mean ± std")
     if "probe_split" in info:
-        parts.append(f"probes: train {info.get('probe_train')} / test {info.get('probe_test')} ({info['probe_split']})")
+        parts.append(f"probes fit on {info.get('probe_train')} texts, scored on {info.get('probe_test')} ({info['probe_split']})")
     if "alignment_from" in info:
         parts.append(f"alignment: {info['alignment_from']}")
-    return "; ".join(parts)
+    return "\n".join(parts)
 
 
 def metrics_table(metrics: Metrics, *, title: str | None = None) -> Table:
-    """Metric | value (± std over KMeans seeds) | better | meaning, grouped by what each metric needs."""
-    table = Table(title=title, title_justify="left", show_lines=False, caption=describe_setup(metrics), caption_justify="left")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_column("better", justify="center")
+    """Metric | value (± std over KMeans seeds) | better (↑ higher, ↓ lower) | meaning, grouped by what each needs."""
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        caption=describe_setup(metrics),
+        caption_justify="left",
+    )
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("", justify="center", no_wrap=True)
     table.add_column("what it means", overflow="fold")
     for group in GROUP_ORDER:
         names = [n for n, i in METRIC_INFO.items() if i.group == group and n in metrics.values]
@@ -55,6 +61,6 @@ def metrics_table(metrics: Metrics, *, title: str | None = None) -> Table:
         for name in names:
             info = METRIC_INFO[name]
             table.add_row(
-                f"  {name}", format_value(metrics, name), "higher" if info.higher_is_better else "lower", info.meaning
+                f"  {name}", format_value(metrics, name), "↑" if info.higher_is_better else "↓", info.meaning
             )
     return table
