@@ -114,7 +114,7 @@ def test_evaluate_table_with_test_file_and_pairs(tiny_model, tmp_path, demo_rows
     assert result.exit_code == 0, result.output
     for name in ("v_measure", "knn_accuracy", "sts_spearman", "alignment", "effective_rank"):
         assert name in result.stdout
-    assert "separate test set" in result.stdout
+    assert "held-out set" in result.stdout
 
 
 def test_evaluate_vectors_count_mismatch_is_a_user_error(tmp_path):
@@ -134,3 +134,51 @@ def test_cache_info_and_clear(tiny_model, tmp_path):
     result = runner.invoke(app, ["cache", "clear", "--model", "tiny-st"])
     assert result.exit_code == 0 and "removed 2" in result.stderr
     assert json.loads(runner.invoke(app, ["cache", "info", "--json"]).stdout)["vectors"] == 0
+
+
+def test_tune_saves_a_tuner_that_encode_applies(tiny_model, tmp_path, demo_rows):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("\n".join(json.dumps(r) for r in demo_rows[:400]))
+    args = ["tune", str(corpus), "--method", "feedforward", "-m", str(tiny_model), "--hidden-dim", "16", "-o",
+            str(tmp_path / "tuner"), "--json", "--seeds", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["n_fit"] == 320 and payload["n_heldout"] == 80 and payload["labels_used_for_fit"]
+    assert set(payload["delta"]) >= {"v_measure", "logreg_accuracy", "silhouette"}
+    assert (tmp_path / "tuner" / "tuning.json").is_file()
+
+    # The tuner remembers its base model (here a folder named by absolute path), so --model is not needed.
+    result = runner.invoke(app, ["encode", str(corpus), "--tuner", str(tmp_path / "tuner"), "-o", str(tmp_path / "t.npy")])
+    assert result.exit_code == 0, result.output
+    assert np.load(tmp_path / "t.npy").shape == (400, 16)
+
+
+def test_tune_label_free_method_ignores_labels_for_fitting(tiny_model, tmp_path, demo_rows):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("\n".join(json.dumps(r) for r in demo_rows[:300]))
+    result = runner.invoke(app, ["tune", str(corpus), "--method", "autoencoder", "-m", str(tiny_model), "--epochs", "3",
+                                 "--json", "--seeds", "1"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert not payload["labels_used_for_fit"] and "v_measure" in payload["after"]["metrics"]
+
+
+def test_tune_supervised_method_without_labels_is_a_user_error(tiny_model, tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(f"text {i}" for i in range(40)))
+    result = runner.invoke(app, ["tune", str(corpus), "--method", "feedforward", "-m", str(tiny_model)])
+    assert result.exit_code == 1 and "learns from labels" in result.stderr
+    result = runner.invoke(app, ["tune", str(corpus), "--method", "nope", "-m", str(tiny_model)])
+    assert result.exit_code == 1 and "use one of feedforward" in result.stderr
+
+
+def test_model_option_refuses_a_tuner_folder(tiny_model, tmp_path):
+    from embtune.tuners import FeedForwardTuner
+
+    x = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    FeedForwardTuner(n_epochs=1, random_state=0).fit(x, ["a", "b"] * 10).save(tmp_path / "tuner")
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("hello\n")
+    result = runner.invoke(app, ["encode", str(corpus), "-o", str(tmp_path / "v.npy"), "-m", str(tmp_path / "tuner")])
+    assert result.exit_code == 1 and "pass it as --tuner" in result.stderr

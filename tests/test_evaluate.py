@@ -119,7 +119,7 @@ def test_evaluate_vectors_uses_test_set_for_clusters_and_probes():
     tx, ty = planted(per=10, seed=1)
     metrics = evaluate_vectors(x, labels=y, test_vectors=tx, test_labels=ty)
     assert metrics.info["clustered_on"] == "test" and metrics.info["n_clustered"] == 50
-    assert metrics.info["probe_split"] == "separate test set"
+    assert metrics.info["probe_split"] == "held-out set"
     assert metrics["logreg_accuracy"] == 1.0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -10,12 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from embtune.atomic import atomic_write_text
 from embtune.data.augment import dropout_views
 from embtune.data.corpus import Corpus, read_corpus
 from embtune.data.pairs import read_pairs
 from embtune.data.readers import FORMATS
-from embtune.data.vectors import NpyStreamWriter
-from embtune.encoders import DEFAULT_MODEL, Encoder, VectorCache, load_encoder
+from embtune.data.vectors import NpyStreamWriter, l2_normalize
+from embtune.encoders import DEFAULT_MODEL, Encoder, VectorCache, load_encoder, resolve_model
 from embtune.encoders.encode import EncodeStats, encode_file, encode_items, estimate_rows
 from embtune.errors import EmbtuneError, InputError
 from embtune.evaluate.metrics import Metrics, PairVectors, evaluate_vectors
@@ -45,7 +47,8 @@ class EncodeResult:
 def encode_corpus(
     corpus: str | Path | list[str],
     *,
-    model: str | Encoder | None = DEFAULT_MODEL,
+    model: str | Encoder | None = None,
+    tuner: str | Path | Any | None = None,
     output: str | Path | None = None,
     text_field: str = "text",
     batch_size: int = 64,
@@ -56,7 +59,9 @@ def encode_corpus(
 ) -> EncodeResult:
     """Encode a corpus file (streamed in chunks) or a list of texts, through the vector cache.
 
-    With ``output`` the vectors go to a .npy file (written atomically) and come back memory-mapped.
+    With ``output`` the vectors go to a .npy file (written atomically) and come back memory-mapped. With ``tuner`` (a
+    fitted tuner or the folder one was saved to) the model's vectors pass through it; ``model`` then defaults to the
+    base model the tuner was fitted on, else to all-MiniLM-L6-v2.
 
     >>> result = encode_corpus("corpus.jsonl", output="vectors.npy")
     >>> result.vectors.shape, result.stats.from_cache
@@ -65,7 +70,18 @@ def encode_corpus(
         raise EmbtuneError(f"--batch-size must be at least 1 (got {batch_size})")
     _refuse_bare_text(corpus)
     vector_cache = _open_cache(cache)
-    encoder = load_encoder(model, device=device, cache=vector_cache)
+    transform = None
+    if tuner is not None:
+        tuner, model = _tuner_and_base_model(tuner, model, vector_cache, device)
+        transform = tuner.transform
+    encoder = load_encoder(model or DEFAULT_MODEL, device=device, cache=vector_cache)
+
+    def finish(vectors: np.ndarray) -> np.ndarray:
+        if transform is None:
+            return vectors
+        vectors = np.asarray(transform(vectors), dtype=np.float32)
+        return l2_normalize(vectors) if normalize else vectors
+
     if isinstance(corpus, (str, Path)):
         corpus_path = Path(corpus)
         with task_progress(f"encoding {corpus_path.name}", estimate_rows(corpus_path), show_progress) as advance:
@@ -79,22 +95,46 @@ def encode_corpus(
                     batch_size=batch_size,
                     normalize=normalize,
                     on_progress=advance,
+                    transform=transform,
                 )
                 return EncodeResult(np.load(output, mmap_mode="r"), stats, encoder.name, Path(output))
             texts = read_corpus(corpus_path, text_field=text_field, label_field=None).texts
-            vectors, stats = encode_items(
-                encoder, texts, cache=vector_cache, batch_size=batch_size, normalize=normalize, on_progress=advance
-            )
     else:
         texts = _check_texts(corpus)
-        with task_progress("encoding", len(texts), show_progress) as advance:
-            vectors, stats = encode_items(
-                encoder, texts, cache=vector_cache, batch_size=batch_size, normalize=normalize, on_progress=advance
-            )
+    with task_progress("encoding", len(texts), show_progress) as advance:
+        vectors, stats = encode_items(
+            encoder, texts, cache=vector_cache, batch_size=batch_size, normalize=normalize or transform is not None,
+            on_progress=advance,
+        )
+    vectors = finish(vectors)
+    stats.dim = vectors.shape[1]
     if output is not None:
         _save_npy(output, vectors)
         return EncodeResult(np.load(output, mmap_mode="r"), stats, encoder.name, Path(output))
     return EncodeResult(vectors, stats, encoder.name)
+
+
+def _tuner_and_base_model(tuner, model, cache: VectorCache | None, device: str):
+    """Load a tuner from its folder if needed and pick the model whose vectors it expects."""
+    if not isinstance(tuner, (str, Path)):
+        return tuner, model
+    fitted, meta = load_tuner_with_base(tuner)
+    if model is None:
+        model = meta.get("base_model") or DEFAULT_MODEL
+        try:
+            resolve_model(model)
+        except EmbtuneError:  # a local folder named relative to where the tuner was made: use its absolute path
+            model = meta.get("base_model_path") or model
+    elif meta.get("base_model_fingerprint"):
+        chosen = load_encoder(model, device=device, cache=cache)
+        if chosen.fingerprint != meta["base_model_fingerprint"]:
+            log.warning(
+                "the tuner in %s was fitted on vectors from %s, not %s; its output may be meaningless",
+                tuner,
+                meta.get("base_model"),
+                chosen.name,
+            )
+    return fitted, model
 
 
 def _save_npy(path: str | Path, vectors: np.ndarray) -> None:
@@ -119,11 +159,11 @@ def _check_texts(texts) -> list[str]:
     return texts
 
 
-def encode(corpus: str | Path | list[str], *, model: str | Encoder | None = DEFAULT_MODEL, **options) -> np.ndarray:
+def encode(corpus: str | Path | list[str], *, model: str | Encoder | None = None, **options) -> np.ndarray:
     """Vectors for a list of texts or a corpus file: float32, one row per text, L2-normalised by default.
 
-    Options are those of :func:`encode_corpus` (``output``, ``text_field``, ``batch_size``, ``normalize``,
-    ``device``, ``cache``, ``show_progress``).
+    Options are those of :func:`encode_corpus` (``tuner``, ``output``, ``text_field``, ``batch_size``,
+    ``normalize``, ``device``, ``cache``, ``show_progress``).
 
     >>> import embtune
     >>> embtune.encode(["How do I top up my card?", "Where is my card?"]).shape
@@ -290,3 +330,164 @@ def evaluate(
         seconds=time.perf_counter() - start,
         notes=notes,
     )
+
+
+# -- tune: a head on frozen vectors ---------------------------------------------------------------------------------
+
+TUNING_FILE = "tuning.json"  # written next to a saved tuner: base model, method, data, before/after metrics
+
+
+@dataclass
+class TuneResult:
+    """A fitted tuner with the held-out metrics of the base vectors (``before``) and the tuned ones (``after``)."""
+
+    tuner: Any
+    method: str
+    model: str
+    before: Metrics
+    after: Metrics
+    n_fit: int
+    n_heldout: int
+    fit_seconds: float
+    labels_used_for_fit: bool
+    output: Path | None = None
+
+    def delta(self) -> dict[str, float]:
+        return {k: self.after.values[k] - v for k, v in self.before.values.items() if k in self.after.values}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "model": self.model,
+            "output": str(self.output) if self.output else None,
+            "n_fit": self.n_fit,
+            "n_heldout": self.n_heldout,
+            "fit_seconds": round(self.fit_seconds, 3),
+            "labels_used_for_fit": self.labels_used_for_fit,
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "delta": self.delta(),
+        }
+
+
+def tune(
+    corpus: str | Path | list[str] | Corpus,
+    *,
+    method: str = "infonce",
+    model: str | Encoder | None = DEFAULT_MODEL,
+    output: str | Path | None = None,
+    text_field: str = "text",
+    label_field: str | None = None,
+    use_labels: bool = True,
+    test: str | Path | None = None,
+    heldout_fraction: float = 0.2,
+    hidden_dim: int | None = None,
+    epochs: int | None = None,
+    learning_rate: float | None = None,
+    positives: str | None = None,
+    k: int | None = None,
+    seeds: int = 5,
+    seed: int = 0,
+    batch_size: int = 64,
+    device: str = "auto",
+    cache: bool | VectorCache = True,
+    show_progress: bool | None = None,
+) -> TuneResult:
+    """Fit a tuner on frozen vectors of a corpus and measure it against the base vectors on held-out data.
+
+    The tuner is fitted on the corpus minus a held-out ``heldout_fraction`` (or on all of it when ``test`` is given);
+    both spaces are then scored on the held-out part with the same KMeans k and seeds. Label-free methods never see
+    the labels; they are only used to report. With ``output`` the tuner is saved there (safetensors + JSON) together
+    with ``tuning.json`` (base model, method, metrics).
+
+    >>> result = embtune.tune("tickets.jsonl", method="infonce", positives="neighbors", output="tuner/")
+    >>> result.delta()["silhouette"]
+    """
+    from embtune.evaluate.probes import holdout_split
+    from embtune.tuners.methods import METHODS, make_tuner
+
+    if method not in METHODS:
+        raise EmbtuneError(f"--method {method!r}: use one of {', '.join(METHODS)}")
+    spec = METHODS[method]
+    if not 0 < heldout_fraction < 1:
+        raise EmbtuneError(f"held-out fraction must be between 0 and 1 (got {heldout_fraction})")
+    data = _load_corpus(corpus, text_field, label_field, use_labels)
+    if spec.needs_labels and data.labels is None:
+        raise EmbtuneError(
+            f"--method {method} learns from labels, and {data.describe()}; pass --labels FIELD, "
+            "or use a label-free method (autoencoder, infonce)"
+        )
+    tuner = make_tuner(method, hidden_dim=hidden_dim, epochs=epochs, learning_rate=learning_rate, positives=positives,
+                       random_state=seed, device=device)
+    vector_cache = _open_cache(cache)
+    encoder = load_encoder(model, device=device, cache=vector_cache)
+
+    def encode_texts(texts: list[str], what: str) -> np.ndarray:
+        with task_progress(f"encoding {what}", len(texts), show_progress) as advance:
+            out, _ = encode_items(encoder, texts, cache=vector_cache, batch_size=batch_size, on_progress=advance)
+        return out
+
+    vectors = encode_texts(data.texts, data.path.name if data.path else "texts")
+    labels = np.asarray(data.labels) if data.labels is not None else None
+    if test is not None:
+        test_data = read_corpus(
+            test, text_field=text_field, label_field=(label_field or "label") if labels is not None else None,
+            require_labels=labels is not None,
+        )
+        fit_x, fit_y = vectors, labels
+        held_x = encode_texts(test_data.texts, Path(test).name)
+        held_y = np.asarray(test_data.labels) if test_data.labels is not None else None
+    else:
+        if len(vectors) < 20:
+            raise EmbtuneError(f"{data.describe()}: too few texts to hold some out for a fair comparison (need 20)")
+        split_on = labels if labels is not None else np.zeros(len(vectors))
+        fit_idx, held_idx = holdout_split(split_on, test_fraction=heldout_fraction, seed=seed)
+        fit_x, held_x = vectors[fit_idx], vectors[held_idx]
+        fit_y = labels[fit_idx] if labels is not None else None
+        held_y = labels[held_idx] if labels is not None else None
+
+    log.info("fitting %s on %d vectors%s", type(tuner).__name__, len(fit_x), " with labels" if spec.needs_labels else "")
+    start = time.perf_counter()
+    if spec.needs_labels:
+        tuner.fit(fit_x, fit_y)
+    else:
+        tuner.fit(fit_x)
+    fit_seconds = time.perf_counter() - start
+
+    def score(train_x, held):
+        return evaluate_vectors(train_x, labels=fit_y, test_vectors=held, test_labels=held_y, k=k, seeds=seeds, seed=seed)
+
+    before = score(fit_x, held_x)
+    k_used = before.info.get("k")
+    after = evaluate_vectors(
+        tuner.transform(fit_x), labels=fit_y, test_vectors=tuner.transform(held_x), test_labels=held_y,
+        k=k_used or k, seeds=seeds, seed=seed,
+    )
+    result = TuneResult(
+        tuner=tuner, method=method, model=encoder.name, before=before, after=after, n_fit=len(fit_x),
+        n_heldout=len(held_x), fit_seconds=fit_seconds, labels_used_for_fit=spec.needs_labels,
+    )
+    if output is not None:
+        result.output = Path(output)
+        tuner.save(output)
+        meta = {
+            "base_model": encoder.name,
+            "base_model_fingerprint": encoder.fingerprint,
+            "base_model_path": str(getattr(encoder, "path", "")),
+            "corpus": str(data.path) if data.path else None,
+            "text_field": text_field,
+            "seed": seed,
+            **result.to_dict(),
+        }
+        atomic_write_text(Path(output) / TUNING_FILE, json.dumps(meta, indent=2, default=str) + "\n")
+    return result
+
+
+def load_tuner_with_base(path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """A saved tuner and its ``tuning.json`` (which names the base model it expects vectors from; {} if absent)."""
+    from embtune.tuners.base import load_tuner
+
+    tuner = load_tuner(path)
+    meta_path = Path(path) / TUNING_FILE
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    return tuner, meta

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,10 +102,12 @@ def encode_file(
     normalize: bool = True,
     chunk_size: int = 8192,
     on_progress: ProgressCallback | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> EncodeStats:
     """Stream ``corpus`` through the encoder into a .npy file at ``output`` (written atomically on success).
 
-    Memory stays flat: at most ``chunk_size`` texts and their vectors are held at once.
+    Memory stays flat: at most ``chunk_size`` texts and their vectors are held at once. ``transform`` (e.g. a fitted
+    tuner's) is applied to each chunk of normalised vectors before ``normalize`` and writing.
     """
     start = time.perf_counter()
     stats = EncodeStats()
@@ -114,8 +116,12 @@ def encode_file(
     try:
         for texts in iter_text_chunks(corpus, text_field=text_field, chunk_size=chunk_size, stats=read):
             vectors, part = encode_items(
-                encoder, texts, cache=cache, batch_size=batch_size, normalize=normalize, on_progress=on_progress
+                encoder, texts, cache=cache, batch_size=batch_size, normalize=normalize or transform is not None,
+                on_progress=on_progress,
             )
+            if transform is not None:
+                vectors = np.asarray(transform(vectors), dtype=np.float32)
+                vectors = l2_normalize(vectors) if normalize else vectors
             if writer is None:
                 writer = NpyStreamWriter(output, dim=vectors.shape[1])
             writer.write(vectors)

@@ -55,6 +55,8 @@ def _backend_of(path: Path, spec: str) -> str:
     if (path / "modules.json").is_file():
         return "sentence-transformers"
     if (path / "config.json").is_file():
+        if '"embtune_tuner"' in (path / "config.json").read_text(encoding="utf-8", errors="replace"):
+            raise ModelNotFoundError(f"--model {spec}: is a tuner folder, not a model; pass it as --tuner {spec}")
         return "transformers"
     raise ModelNotFoundError(
         f"--model {spec}: folder {path} holds no modules.json (sentence-transformers) or config.json (Hugging Face); "

@@ -147,7 +147,7 @@ def evaluate_vectors(
     # Probes, never scored on what they were fitted on.
     if labels is not None and test_vectors is not None and test_labels is not None:
         train_x, train_y, test_x, test_y = vectors, labels, test_vectors, test_labels
-        metrics.info["probe_split"] = "separate test set"
+        metrics.info["probe_split"] = "held-out set"
     elif labels is not None and len(set(labels.tolist())) >= 2 and len(labels) >= 10:
         train, test = holdout_split(labels, test_fraction=test_fraction, seed=seed)
         train_x, train_y, test_x, test_y = vectors[train], labels[train], vectors[test], labels[test]

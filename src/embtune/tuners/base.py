@@ -1,0 +1,168 @@
+"""What every tuner shares: input checks, seeding, device choice, and save/load as safetensors + JSON.
+
+Files written by :meth:`TunerBase.save`: ``config.json`` (the class name, its parameters and the fitted facts needed to
+rebuild it) and ``model.safetensors`` (the weights). :func:`load_tuner` only instantiates classes from the registry
+below and only reads tensors, so loading a file never runs code from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from embtune.atomic import atomic_open, atomic_write_text
+from embtune.errors import EmbtuneError
+
+FORMAT_VERSION = 1
+TUNERS: dict[str, type[TunerBase]] = {}  # filled as tuner classes are defined
+_TUNER_MODULES = ("feedforward", "contrastive", "autoencoder", "infonce")
+
+
+def as_float_tensor(x: np.ndarray, device: str) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=device)
+
+
+def torch_generator(random_state) -> torch.Generator:
+    """A CPU generator seeded from ``random_state`` (None → a fresh random seed, like scikit-learn)."""
+    generator = torch.Generator()
+    generator.manual_seed(int(check_random_state(random_state).randint(0, 2**31 - 1)))
+    return generator
+
+
+@contextlib.contextmanager
+def seeded_init(generator: torch.Generator):
+    """Initialise modules from ``generator`` without touching the caller's global torch RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        yield
+
+
+def make_adam(module: torch.nn.Module, learning_rate: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam with the fused kernel where torch has one (2-3x faster steps on the small tensors tuners train)."""
+    try:
+        return torch.optim.Adam(module.parameters(), lr=learning_rate, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(module.parameters(), lr=learning_rate, weight_decay=weight_decay)
+
+
+def resolve_tuner_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EmbtuneError(f"device={device!r}: no CUDA GPU visible to torch; use device='cpu' or 'auto'")
+    return device
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class TunerBase(TransformerMixin, BaseEstimator):
+    """Base of every tuner: scikit-learn parameters, a torch module in ``model_``, and safetensors save/load.
+
+    Subclasses implement ``_fitted_state()`` (JSON-able facts to rebuild the module) and ``_rebuild(state)``.
+    """
+
+    _module_attr: ClassVar[str] = "model_"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        TUNERS[cls.__name__] = cls
+
+    # -- persistence ----------------------------------------------------------------------------------------------
+
+    def _fitted_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _rebuild(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        if tags.transformer_tags is not None:
+            tags.transformer_tags.preserves_dtype = ["float32"]  # embeddings are float32 whatever comes in
+        return tags
+
+    def _module(self) -> torch.nn.Module:
+        return getattr(self, self._module_attr)
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` into the folder ``path`` (created; files replaced atomically).
+
+        >>> tuner.save("my-tuner/")
+        >>> same = load_tuner("my-tuner/")
+        """
+        from safetensors.torch import save
+
+        check_is_fitted(self)
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self._module().state_dict().items()}
+        with atomic_open(path / "model.safetensors", "wb") as f:
+            f.write(save(tensors))
+        config = {
+            "embtune_tuner": type(self).__name__,
+            "format": FORMAT_VERSION,
+            "params": _jsonable(self.get_params(deep=False)),
+            "fitted": _jsonable(self._fitted_state()),
+        }
+        atomic_write_text(path / "config.json", json.dumps(config, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TunerBase:
+        """Load a tuner saved with :meth:`save`; ``FeedForwardTuner.load(p)`` checks the class, ``TunerBase.load`` does not."""
+        tuner = load_tuner(path)
+        if cls is not TunerBase and not isinstance(tuner, cls):
+            raise EmbtuneError(f"{path} holds a {type(tuner).__name__}, not a {cls.__name__}")
+        return tuner
+
+
+def load_tuner(path: str | Path) -> TunerBase:
+    """Rebuild any saved tuner from its folder (safetensors + JSON; never unpickles, never runs code from the file)."""
+    from safetensors.torch import load_file
+
+    for module in _TUNER_MODULES:  # define (and so register) every tuner class
+        importlib.import_module(f"embtune.tuners.{module}")
+    path = Path(path)
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise EmbtuneError(f"{path}: not a saved tuner (no config.json); save one with tuner.save(path) or `embtune tune -o`")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise EmbtuneError(f"{config_path}: not valid JSON ({e})") from None
+    name = config.get("embtune_tuner")
+    if name not in TUNERS:
+        raise EmbtuneError(f"{config_path}: unknown tuner class {name!r}; known: {', '.join(sorted(TUNERS))}")
+    if config.get("format", 0) > FORMAT_VERSION:
+        raise EmbtuneError(f"{config_path}: written by a newer embtune (format {config['format']}); upgrade embtune")
+    cls = TUNERS[name]
+    defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
+    params = {k: tuple(v) if isinstance(defaults.get(k), tuple) and isinstance(v, list) else v for k, v in config["params"].items()}
+    tuner = cls(**params)
+    tuner._rebuild(config["fitted"])
+    state = load_file(str(path / "model.safetensors"), device="cpu")
+    module = tuner._module()
+    module.load_state_dict(state)
+    module.to(resolve_tuner_device(getattr(tuner, "device", "cpu")))
+    module.eval()
+    return tuner

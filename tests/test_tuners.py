@@ -1,0 +1,248 @@
+"""Tuners on frozen vectors: the scikit-learn contract, learning on planted structure, clear errors, save/load."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.utils.estimator_checks import check_estimator
+
+from embtune.errors import EmbtuneError
+from embtune.evaluate import cluster_metrics
+from embtune.finetune.losses import info_nce_loss
+from embtune.tuners import (
+    AutoencoderTuner,
+    ContrastiveLearner,
+    ContrastiveTuner,
+    FeedForwardTuner,
+    InfoNCETuner,
+    TunerBase,
+    load_tuner,
+)
+from embtune.tuners.contrastive import label_pairs
+
+
+def planted(n_clusters=4, per=60, dim=24, spread=0.6, seed=0):
+    """Clusters that overlap a little, so there is something to learn."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_clusters, dim))
+    x = np.concatenate([c + spread * rng.normal(size=(per, dim)) for c in centres]).astype(np.float32)
+    y = np.repeat(np.array([f"class-{i}" for i in range(n_clusters)]), per)
+    return x, y
+
+
+SMALL = {
+    "FeedForwardTuner": lambda: FeedForwardTuner(n_epochs=100, random_state=0, device="cpu"),
+    "ContrastiveTuner": lambda: ContrastiveTuner(epochs=2, random_state=0, device="cpu"),
+    "AutoencoderTuner": lambda: AutoencoderTuner(n_epochs=2, width=16, hidden_dim=4, random_state=0, device="cpu"),
+    "InfoNCETuner": lambda: InfoNCETuner(n_epochs=2, width=16, random_state=0, device="cpu"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_scikit_learn_estimator_checks(name):
+    # ContrastiveLearner takes (X1, X2, y) pairs, a signature check_estimator cannot drive; its contract is tested below.
+    check_estimator(SMALL[name]())
+
+
+# -- FeedForwardTuner ----------------------------------------------------------------------------------------------------
+
+
+def test_feedforward_learns_and_transforms():
+    x, y = planted()
+    tuner = FeedForwardTuner(hidden_dim=16, random_state=0).fit(x, y)
+    assert tuner.transform(x).shape == (len(x), 16) and tuner.transform(x).dtype == np.float32
+    assert tuner.score(x, y) > 0.95
+    proba = tuner.predict_proba(x)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert set(tuner.predict(x)) <= set(y)
+
+
+def test_feedforward_is_reproducible_with_random_state_and_leaves_global_rng_alone():
+    x, y = planted()
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = FeedForwardTuner(n_epochs=20, random_state=7).fit(x, y).transform(x)
+    after = torch.rand(1)
+    b = FeedForwardTuner(n_epochs=20, random_state=7).fit(x, y).transform(x)
+    np.testing.assert_array_equal(a, b)
+    assert before == after
+
+
+def test_feedforward_early_stopping_keeps_best_epoch():
+    x, y = planted(per=300, spread=1.2)
+    tuner = FeedForwardTuner(hidden_dim=32, early_stopping=True, n_iter_no_change=5, random_state=0).fit(x, y)
+    assert tuner.n_epochs_ < 500 and tuner.best_epoch_ <= tuner.n_epochs_
+    assert min(tuner.validation_history_) == tuner.validation_history_[tuner.best_epoch_ - 1]
+
+
+def test_feedforward_multilabel():
+    x, y = planted(n_clusters=4)
+    indicator = np.stack([np.isin(y, ["class-0", "class-1"]), np.isin(y, ["class-1", "class-2"])], axis=1).astype(int)
+    tuner = FeedForwardTuner(hidden_dim=16, random_state=0).fit(x, indicator)
+    assert tuner.predict(x).shape == indicator.shape
+    assert (tuner.predict(x) == indicator).mean() > 0.9
+
+
+def test_feedforward_partial_fit_needs_classes_then_continues():
+    x, y = planted()
+    tuner = FeedForwardTuner(n_epochs=5, random_state=0)
+    with pytest.raises(ValueError, match="needs classes"):
+        tuner.partial_fit(x[:50], y[:50])
+    tuner.partial_fit(x[:120], y[:120], classes=np.unique(y))
+    first = len(tuner.history_)
+    tuner.partial_fit(x[120:], y[120:])
+    assert len(tuner.history_) == first + 5
+    with pytest.raises(ValueError, match="not among the classes"):
+        tuner.partial_fit(x[:3], ["new"] * 3)
+
+
+def test_feedforward_class_weight_balanced_runs():
+    x, y = planted()
+    keep = np.r_[0:60, 60:70, 120:240]  # class-1 rare
+    tuner = FeedForwardTuner(n_epochs=30, class_weight="balanced", random_state=0).fit(x[keep], y[keep])
+    assert (tuner.predict(x[60:120]) == "class-1").mean() > 0.5
+
+
+@pytest.mark.parametrize(
+    "bad_x, bad_y, message",
+    [
+        (np.full((4, 3), np.nan), ["a", "b", "a", "b"], "NaN"),
+        (np.ones((4, 3)), ["a", "a", "a", "a"], "two classes"),
+        (np.ones(4), ["a", "b", "a", "b"], "2D array"),
+        (np.ones((4, 3)), ["a", "b"], "inconsistent numbers of samples"),
+    ],
+)
+def test_feedforward_input_errors(bad_x, bad_y, message):
+    with pytest.raises(ValueError, match=message):
+        FeedForwardTuner(n_epochs=1).fit(bad_x, bad_y)
+
+
+def test_wrong_width_at_transform():
+    x, y = planted()
+    tuner = FeedForwardTuner(n_epochs=2, random_state=0).fit(x, y)
+    with pytest.raises(ValueError, match="features"):
+        tuner.transform(x[:, :10])
+
+
+# -- Contrastive ------------------------------------------------------------------------------------------------------
+
+
+def test_label_pairs_never_pair_an_item_with_itself():
+    y = np.array(["a"] * 5 + ["b"] * 3 + ["c"])  # "c" is alone
+    first, second, target = label_pairs(y, n_neg=3, rng=np.random.RandomState(0))
+    assert (first != second).all()
+    assert (y[first][target == 1] == y[second][target == 1]).all()
+    assert (y[first][target == 0] != y[second][target == 0]).all()
+    assert (target == 1).sum() == 8 and (target == 0).sum() == 27  # the singleton gets negatives only
+
+
+def test_contrastive_learner_learns_pair_similarity():
+    x, y = planted()
+    first, second, target = label_pairs(y, n_neg=1, rng=np.random.RandomState(0))
+    learner = ContrastiveLearner(shape_out=16, epochs=30, batch_size=32, learning_rate=1e-3, random_state=0)
+    learner.fit(x[first], x[second], target)
+    similarity = learner.predict(x[first], x[second])
+    assert similarity[target == 1].mean() > similarity[target == 0].mean() + 0.5
+    assert learner.transform(x).shape == (len(x), 16)
+    steps = len(learner.history_)
+    learner.partial_fit(x[first], x[second], target)
+    assert len(learner.history_) == steps + 30
+
+
+def test_contrastive_learner_input_errors():
+    learner = ContrastiveLearner()
+    with pytest.raises(ValueError, match="same length"):
+        learner.fit(np.ones((3, 2)), np.ones((2, 2)), [1, 0, 1])
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        learner.fit(np.ones((2, 2)), np.ones((2, 2)), [5, 0])
+    with pytest.raises(ValueError, match="features but X2"):
+        learner.fit(np.ones((2, 2)), np.ones((2, 3)), [1, 0])
+
+
+def test_contrastive_tuner_in_a_pipeline_and_clone():
+    x, y = planted()
+    pipe = make_pipeline(ContrastiveTuner(hidden_dim=16, epochs=10, random_state=0), LogisticRegression())
+    assert pipe.fit(x, y).score(x, y) > 0.9
+    assert clone(ContrastiveTuner(hidden_dim=7)).get_params()["hidden_dim"] == 7
+
+
+# -- label-free ---------------------------------------------------------------------------------------------------------
+
+
+def test_autoencoder_reconstructs_and_keeps_structure():
+    x, y = planted(per=100, spread=0.3)
+    tuner = AutoencoderTuner(hidden_dim=8, width=64, n_epochs=60, random_state=0).fit(x)
+    assert tuner.history_[-1] < tuner.history_[0] / 2
+    codes = tuner.transform(x)
+    assert codes.shape == (len(x), 8)
+    assert np.mean(cluster_metrics(codes, 4, labels=y, seeds=2)["v_measure"]) > 0.9
+
+
+def test_infonce_neighbors_tuner_sharpens_planted_clusters():
+    x, y = planted(per=100, spread=1.5, seed=3)  # neighbours mostly share a class, clusters overlap (V ~ 0.78)
+    before = np.mean(cluster_metrics(x, 4, labels=y, seeds=3)["v_measure"])
+    tuner = InfoNCETuner(positives="neighbors", n_neighbors=10, width=64, n_epochs=40, batch_size=64, random_state=0)
+    after = np.mean(cluster_metrics(tuner.fit(x).transform(x), 4, labels=y, seeds=3)["v_measure"])
+    assert tuner.history_[-1] < tuner.history_[0]
+    assert after > before
+
+
+def test_infonce_starts_from_identity():
+    x, _ = planted()
+    tuner = InfoNCETuner(n_epochs=1, learning_rate=0.0, random_state=0).fit(x)
+    np.testing.assert_allclose(tuner.transform(x), x, atol=1e-6)
+
+
+def test_info_nce_loss_prefers_matching_views_and_respects_mask():
+    a = torch.eye(4)
+    assert info_nce_loss(a, a, temperature=0.1) < 0.01
+    shuffled = a[[1, 0, 3, 2]]
+    assert info_nce_loss(a, shuffled, temperature=0.1) > 5
+    mask = torch.zeros(4, 4, dtype=torch.bool)
+    mask[0, 1] = True
+    assert info_nce_loss(a, a + 0.5, mask=mask) < info_nce_loss(a, a + 0.5)
+
+
+# -- persistence --------------------------------------------------------------------------------------------------------
+
+
+FITTED = {
+    "FeedForwardTuner": lambda x, y: FeedForwardTuner(n_epochs=5, random_state=0).fit(x, y),
+    "ContrastiveTuner": lambda x, y: ContrastiveTuner(epochs=3, random_state=0).fit(x, y),
+    "AutoencoderTuner": lambda x, y: AutoencoderTuner(n_epochs=3, width=32, hidden_dim=8, random_state=0).fit(x),
+    "InfoNCETuner": lambda x, y: InfoNCETuner(n_epochs=3, width=32, random_state=0).fit(x),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FITTED))
+def test_save_load_and_pickle_give_identical_outputs(name, tmp_path):
+    x, y = planted()
+    tuner = FITTED[name](x, y)
+    tuner.save(tmp_path / "t")
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["config.json", "model.safetensors"]
+    loaded = load_tuner(tmp_path / "t")
+    assert type(loaded) is type(tuner) and loaded.get_params() == tuner.get_params()
+    np.testing.assert_array_equal(loaded.transform(x), tuner.transform(x))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(tuner)).transform(x), tuner.transform(x))
+    if name == "FeedForwardTuner":
+        assert (FeedForwardTuner.load(tmp_path / "t").predict(x) == tuner.predict(x)).all()
+
+
+def test_loading_refuses_unknown_classes_and_wrong_types(tmp_path):
+    x, y = planted()
+    FeedForwardTuner(n_epochs=2, random_state=0).fit(x, y).save(tmp_path / "t")
+    with pytest.raises(EmbtuneError, match="not a AutoencoderTuner"):
+        AutoencoderTuner.load(tmp_path / "t")
+    config = (tmp_path / "t" / "config.json").read_text().replace('"FeedForwardTuner"', '"os.system"')
+    (tmp_path / "t" / "config.json").write_text(config)
+    with pytest.raises(EmbtuneError, match="unknown tuner class 'os.system'"):
+        TunerBase.load(tmp_path / "t")
+    with pytest.raises(EmbtuneError, match="not a saved tuner"):
+        load_tuner(tmp_path)
