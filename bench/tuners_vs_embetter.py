@@ -7,7 +7,7 @@ vectors, scored on the transformed test set.
 1. FeedForwardTuner(n_epochs=500, hidden_dim=200) on a 200-label subset and on the full 10,003: fit time, accuracy.
    embtune runs with its defaults (early stopping on a validation split from 1,000 examples, else on the training-loss
    plateau) and once more with n_iter_no_change=None (all 500 epochs, keep-best still on).
-2. ContrastiveLearner(epochs=50, batch_size=256, shape_out=384) on 4,000 pairs built from labels.
+2. ContrastiveLearner(epochs=50, batch_size=256, shape_out=384) on ~4,400 pairs built from labels (1,100 anchors).
 3. Seed scenario: 200 labels -> FeedForwardTuner -> accuracy and macro-F1 vs the untuned vectors.
 4. Label-free tuners fitted on the train vectors without labels: test KMeans(k=77) V-measure and silhouette,
    mean +- std over 5 seeds, before/after.
@@ -77,7 +77,7 @@ def feedforward_case(X, y, Xt, yt, n: int, seed: int = 0) -> dict:
     }
 
 
-def contrastive_case(X, y, Xt, yt, n_anchors: int = 1000, seed: int = 0) -> dict:
+def contrastive_case(X, y, Xt, yt, n_anchors: int = 1100, seed: int = 0) -> dict:
     from embetter.finetune import ContrastiveLearner as EmbetterCL
 
     from embtune.tuners import ContrastiveLearner

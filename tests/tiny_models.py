@@ -6,11 +6,16 @@ import warnings
 from pathlib import Path
 
 
-def build_tiny_sentence_model(directory: Path, corpus: list[str], *, hidden: int = 32, seed: int = 0) -> Path:
-    """Save a sentence-transformers folder (BERT 2x``hidden`` + mean pooling + normalize) to ``directory``."""
+def build_tiny_sentence_model(
+    directory: Path, corpus: list[str], *, hidden: int = 32, seed: int = 0, mlm_head: bool = False
+) -> Path:
+    """Save a sentence-transformers folder (BERT 2x``hidden`` + mean pooling + normalize) to ``directory``.
+
+    With ``mlm_head`` the underlying Hugging Face folder also holds a (random) masked-LM head.
+    """
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertForMaskedLM, BertModel, BertTokenizerFast
 
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -31,7 +36,7 @@ def build_tiny_sentence_model(directory: Path, corpus: list[str], *, hidden: int
         intermediate_size=2 * hidden, max_position_embeddings=128,
     )
     hf_dir = directory / "hf"
-    BertModel(config).save_pretrained(hf_dir)
+    (BertForMaskedLM if mlm_head else BertModel)(config).save_pretrained(hf_dir)
     fast.save_pretrained(hf_dir)
 
     from sentence_transformers import SentenceTransformer
@@ -41,6 +46,6 @@ def build_tiny_sentence_model(directory: Path, corpus: list[str], *, hidden: int
         warnings.simplefilter("ignore")
         transformer = Transformer(str(hf_dir), max_seq_length=64)
         model = SentenceTransformer(modules=[transformer, Pooling(hidden, "mean"), Normalize()], device="cpu")
-        out = directory / "tiny-st"
+        out = directory / ("tiny-st-mlm" if mlm_head else "tiny-st")
         model.save(str(out))
     return out

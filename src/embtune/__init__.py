@@ -16,6 +16,7 @@ import importlib
 # Importing a subpackage rebinds its name on this module, so the (cheap) packages are imported first and the verbs
 # are bound after them.
 from embtune import evaluate as _evaluate_package  # noqa: F401
+from embtune import finetune as _finetune_package  # noqa: F401
 
 __version__ = "0.1.0"
 
@@ -41,9 +42,31 @@ def evaluate(corpus, **options):
     return run(corpus, **options)
 
 
+def tune(corpus, **options):
+    """Fit a tuner on frozen vectors and compare it with the base on held-out data; see :func:`embtune.api.tune`.
+
+    >>> embtune.tune("tickets.jsonl", method="infonce", positives="neighbors", output="tuner/").delta()
+    """
+    from embtune.api import tune as run
+
+    return run(corpus, **options)
+
+
+def finetune(corpus, **options):
+    """Fine-tune the whole model and export it; see :func:`embtune.api.finetune` for the options.
+
+    >>> embtune.finetune("tickets.jsonl", objective="augment", output="out/", max_steps=200).after
+    """
+    from embtune.api import finetune as run
+
+    return run(corpus, **options)
+
+
 _LAZY = {
     "encode_corpus": "embtune.api",
     "Evaluation": "embtune.api",
+    "TuneResult": "embtune.api",
+    "FinetuneResult": "embtune.api",
     "EncodeResult": "embtune.api",
     "read_corpus": "embtune.data",
     "read_pairs": "embtune.data",
@@ -51,9 +74,10 @@ _LAZY = {
     "evaluate_vectors": "embtune.evaluate.metrics",
     "Metrics": "embtune.evaluate.metrics",
     "EmbtuneError": "embtune.errors",
+    "SbertLearner": "embtune.finetune.sbert_learner",
 }
 
-__all__ = sorted([*_LAZY, "encode", "evaluate", "__version__"])
+__all__ = sorted([*_LAZY, "encode", "evaluate", "finetune", "tune", "__version__"])
 
 
 def __getattr__(name: str):

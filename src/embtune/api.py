@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -491,3 +491,191 @@ def load_tuner_with_base(path: str | Path) -> tuple[Any, dict[str, Any]]:
     meta_path = Path(path) / TUNING_FILE
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
     return tuner, meta
+
+
+# -- finetune: the whole model -------------------------------------------------------------------------------------
+
+EVAL_SIZE = 1000  # held-out texts watched during training (at most 10 % of the corpus)
+STS_MONITOR_PAIRS = 500
+
+
+@dataclass
+class FinetuneResult:
+    """Where the model went, how training ended, and the held-out metrics at the start and for the kept weights."""
+
+    output: Path
+    objective: str
+    base_model: str
+    steps: int
+    kept_step: int
+    stopped: str
+    seconds: float
+    n_train: int
+    n_eval: int
+    before: dict[str, float]
+    after: dict[str, float]
+    history: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        delta = {k: self.after[k] - v for k, v in self.before.items() if k in self.after}
+        return {
+            "output": str(self.output), "objective": self.objective, "base_model": self.base_model,
+            "steps": self.steps, "kept_step": self.kept_step, "stopped": self.stopped, "seconds": round(self.seconds, 1),
+            "n_train": self.n_train, "n_eval": self.n_eval, "before": self.before, "after": self.after, "delta": delta,
+            "history": self.history,
+        }
+
+
+def _training_items(objective_cls, corpus, text_field, label_field, use_labels, paraphrase_field):
+    """Items for the objective's kind of data, plus the texts and labels used to watch training."""
+    if objective_cls.data == "texts":
+        if paraphrase_field:
+            from embtune.data.corpus import read_paraphrase_corpus
+
+            data, paraphrases = read_paraphrase_corpus(corpus, text_field=text_field, paraphrase_field=paraphrase_field)
+            items = [(t, p) if p else t for t, p in zip(data.texts, paraphrases)]
+        else:
+            data = _load_corpus(corpus, text_field, label_field, use_labels)
+            items = list(data.texts)
+        return items, data.texts, data.labels, str(data.path) if data.path else "texts"
+    pairs = read_pairs(corpus)
+    if objective_cls.data == "pairs":
+        negatives = pairs.negatives or [""] * len(pairs)
+        items = [(a, b, c) if c else (a, b) for a, b, c in zip(pairs.text1, pairs.text2, negatives)]
+    else:
+        if pairs.scores is None and pairs.labels is None:
+            raise InputError(pairs.path, f"--objective {objective_cls.name} needs a 'score' (or 0/1 'label') per pair")
+        target = pairs.scores if pairs.scores is not None else pairs.labels.astype(float)
+        if target.max() > 1:  # e.g. STS-B's 0-5: cosine targets live in [0, 1]
+            target = target / target.max()
+        items = list(zip(pairs.text1, pairs.text2, target.tolist()))
+    texts = list(dict.fromkeys(pairs.text1 + pairs.text2))
+    return items, texts, None, str(pairs.path)
+
+
+def finetune(
+    corpus: str | Path,
+    *,
+    objective: str = "augment",
+    model: str | None = DEFAULT_MODEL,
+    output: str | Path,
+    text_field: str = "text",
+    label_field: str | None = None,
+    use_labels: bool = True,
+    paraphrase_field: str | None = None,
+    sts: str | Path | None = None,
+    epochs: float = 1.0,
+    max_steps: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    grad_accum: int = 1,
+    max_seq_length: int | None = None,
+    eval_every: int | None = None,
+    checkpoint_every: int | None = None,
+    early_stopping: str | None = None,
+    patience: int = 3,
+    max_minutes: float | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    objective_params: dict[str, Any] | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    show_progress: bool | None = None,
+) -> FinetuneResult:
+    """Fine-tune the whole model on a corpus with ``objective`` and export it to ``output`` (a sentence-transformers
+    folder with a model card). Label-free objectives read texts; ``mnrl`` reads pairs (text1, text2[, negative]);
+    ``cosine``/``cosent`` read scored pairs.
+
+    A held-out slice of the corpus (up to 1,000 texts, never trained on) is evaluated at the start and every
+    ``eval_every`` steps; labels in the corpus and an ``sts`` pair file are used there to watch, never to train.
+    Checkpoints go to ``output/checkpoints``; ``resume=True`` continues the last one exactly.
+
+    >>> result = embtune.finetune("tickets.jsonl", objective="augment", output="out/", max_steps=200)
+    >>> result.after["silhouette"] - result.before["silhouette"]
+    """
+    from embtune.data.augment import dropout_views
+    from embtune.encoders.sentence_transformer import SentenceTransformerEncoder
+    from embtune.evaluate.clustering import choose_k
+    from embtune.finetune.export import export_model
+    from embtune.finetune.objectives import make_objective, objective_class
+    from embtune.finetune.trainer import EvalSet, TrainConfig, _encode_eval, evaluate_model, train
+    from embtune.progress import training_progress
+
+    objective_cls = objective_class(objective)
+    output = Path(output)
+    checkpoint_dir = output / "checkpoints"
+    if resume and not checkpoint_dir.is_dir():
+        raise EmbtuneError(f"--resume: {output} has no checkpoints/ folder; run without --resume to start")
+    if not resume and checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()):
+        if not overwrite:
+            raise EmbtuneError(
+                f"{output} already holds a training run (checkpoints/); pass --resume to continue it or --overwrite "
+                "to start over"
+            )
+        import shutil
+
+        shutil.rmtree(checkpoint_dir)
+    items, watch_texts, watch_labels, source = _training_items(
+        objective_cls, corpus, text_field, label_field, use_labels, paraphrase_field
+    )
+    # Hold out a slice to watch: it is never trained on (for pair data, its pairs are dropped from training).
+    rng = np.random.default_rng(seed)
+    n_eval = min(EVAL_SIZE, len(watch_texts) // 10)
+    eval_set = None
+    if n_eval >= 20:
+        pick = np.sort(rng.permutation(len(watch_texts))[:n_eval])
+        eval_texts = [watch_texts[i] for i in pick]
+        held = set(eval_texts)
+        items = [it for it in items if (it[0] if isinstance(it, tuple) else it) not in held
+                 and not (isinstance(it, tuple) and len(it) > 1 and isinstance(it[1], str) and it[1] in held)]
+        eval_labels = [watch_labels[i] for i in pick] if watch_labels is not None else None
+        sts_pairs = None
+        if sts is not None:
+            sts_data = read_pairs(sts)
+            if sts_data.scores is None:
+                raise InputError(sts_data.path, "--sts needs a pair file with a 'score' field (e.g. STS-B)")
+            keep = rng.permutation(len(sts_data))[:STS_MONITOR_PAIRS]
+            sts_pairs = ([sts_data.text1[i] for i in keep], [sts_data.text2[i] for i in keep], sts_data.scores[keep])
+        eval_set = EvalSet(texts=eval_texts, labels=eval_labels, view_texts=dropout_views(eval_texts, seed=seed),
+                           sts=sts_pairs)
+    elif early_stopping:
+        raise EmbtuneError(f"--early-stopping needs a held-out slice: the corpus is too small ({len(watch_texts)} texts)")
+
+    resolved = resolve_model(model)
+    encoder = SentenceTransformerEncoder(resolved.path, name=resolved.name, device=device, max_seq_length=max_seq_length)
+    st_model = encoder.model
+    if eval_set is not None:
+        if eval_set.labels is not None:
+            eval_set.k = len(set(eval_set.labels))
+        else:  # fixed for the whole run: chosen once on the base model's vectors
+            eval_set.k, _ = choose_k(_encode_eval(st_model, eval_set.texts), seed=seed)
+    objective_module = make_objective(objective, st_model, **(objective_params or {}))
+    config = TrainConfig(
+        epochs=epochs, max_steps=max_steps, batch_size=batch_size or objective_cls.defaults["batch_size"],
+        grad_accum=grad_accum, learning_rate=learning_rate or objective_cls.defaults["learning_rate"],
+        eval_every=eval_every, checkpoint_every=checkpoint_every, early_stopping_metric=early_stopping,
+        patience=patience, max_minutes=max_minutes, seed=seed,
+    )
+    log.info(
+        "fine-tuning %s with %s on %d items (%d held out to watch), %d steps of %d, lr %g",
+        resolved.name, objective, len(items), n_eval if eval_set else 0, config.total_steps(len(items)),
+        config.batch_size, config.learning_rate,
+    )
+    with training_progress(config.total_steps(len(items)), show_progress, f"{objective}") as update:
+        result = train(st_model, objective_module, items, config, checkpoint_dir=checkpoint_dir, eval_set=eval_set,
+                       resume=resume, on_step=update)
+    after = evaluate_model(st_model, eval_set) if eval_set is not None else {}
+    summary = {
+        "base_model": resolved.name, "base_model_path": str(resolved.path), "objective": objective,
+        "objective_summary": objective_cls.summary, "corpus": source, "n_train": len(items),
+        "n_eval": len(eval_set.texts) if eval_set else 0, "steps": result.steps, "kept_step": result.kept_step,
+        "stopped": result.stopped, "batch_size": config.batch_size, "learning_rate": config.learning_rate,
+        "seed": seed, "seconds": result.seconds, "output": str(output), "before": result.initial, "after": after,
+        "history": result.history, "losses": result.losses, "config": asdict(config),
+    }
+    export_model(st_model, output, summary)
+    return FinetuneResult(
+        output=output, objective=objective, base_model=resolved.name, steps=result.steps, kept_step=result.kept_step,
+        stopped=result.stopped, seconds=result.seconds, n_train=len(items), n_eval=summary["n_eval"],
+        before=result.initial, after=after, history=result.history,
+    )

@@ -38,3 +38,38 @@ def task_progress(description: str, total: int | None, show: bool | None = None)
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+@contextlib.contextmanager
+def training_progress(total: int, show: bool | None = None, description: str = "training"):
+    """Yield ``update(step, total, loss)``: a bar with the step, the latest loss, steps/s and time left."""
+    if not progress_enabled(show):
+        yield lambda step, total_, loss: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TaskProgressColumn(text_format="", show_speed=True),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=total, loss=float("nan"))
+
+        def update(step: int, total_: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total_, loss=loss)
+
+        yield update

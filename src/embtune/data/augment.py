@@ -48,3 +48,23 @@ def dropout_views(texts: list[str], *, p: float = 0.1, seed: int = 0) -> list[st
     """A word-deletion copy of each text, reproducible from ``seed`` (used to measure alignment without pairs)."""
     rng = np.random.default_rng(seed)
     return [delete_words(t, rng, p) for t in texts]
+
+
+TEXT_AUGMENTATIONS = ("delete", "mask", "swap", "crop")
+
+
+def augment_text(text: str, rng: np.random.Generator, kinds=TEXT_AUGMENTATIONS, strength: float = 0.15) -> str:
+    """One randomly chosen augmentation from ``kinds`` at ``strength`` (word fraction), e.g. for SimCLR views.
+
+    >>> augment_text("my card has not arrived yet", np.random.default_rng(0))
+    """
+    kind = kinds[int(rng.integers(len(kinds)))]
+    if kind == "delete":
+        return delete_words(text, rng, strength)
+    if kind == "mask":
+        return mask_words(text, rng, strength)
+    if kind == "swap":
+        return swap_words(text, rng, max(1, round(strength * len(text.split()))))
+    if kind == "crop":
+        return crop_span(text, rng, 1 - strength)
+    raise ValueError(f"unknown augmentation {kind!r}; use any of {TEXT_AUGMENTATIONS}")

@@ -209,3 +209,45 @@ def iter_text_chunks(
     if stats.rows == stats.skipped_empty:
         raise InputError(path, f"all {stats.rows} row(s) have an empty {text_field!r}: nothing to read")
     _log_skipped(path, stats, unit_of(detect_format(path)))
+
+
+def read_paraphrase_corpus(
+    path: str | Path, *, text_field: str = "text", paraphrase_field: str = "paraphrases"
+) -> tuple[Corpus, list[list[str]]]:
+    """Texts with user-supplied paraphrases or back-translations (a string or a list of strings per row).
+
+    Rows without paraphrases get an empty list (their second view is then an augmentation).
+    """
+    path = check_readable(path)
+    fmt = detect_format(path)
+    unit = unit_of(fmt)
+    if fmt == "txt":
+        raise InputError(path, "paraphrases need a field per row; use .jsonl, .csv or .parquet")
+    texts: list[str] = []
+    paraphrases: list[list[str]] = []
+    skipped = 0
+    for number, row in iter_rows(path, fmt):
+        text = row.get(text_field)
+        if text_field not in row:
+            raise InputError(path, _field_hint(row, text_field, "--text-field"), line=number, unit=unit)
+        if not isinstance(text, str) or not text.strip():
+            skipped += 1
+            continue
+        value = row.get(paraphrase_field)
+        if value is None or value == "":
+            options = []
+        elif isinstance(value, str):
+            options = [value]
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            options = [v for v in value if v.strip()]
+        else:
+            raise InputError(
+                path, f"field {paraphrase_field!r} must be a string or a list of strings", line=number, unit=unit
+            )
+        texts.append(text)
+        paraphrases.append(options)
+    if not texts:
+        raise InputError(path, "has no rows with a text: nothing to read")
+    if not any(paraphrases):
+        raise InputError(path, f"no row has a {paraphrase_field!r} field; check --paraphrase-field")
+    return Corpus(texts=texts, path=path, skipped_empty=skipped), paraphrases

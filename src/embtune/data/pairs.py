@@ -27,6 +27,7 @@ class Pairs:
     scores: np.ndarray | None = None
     labels: np.ndarray | None = None
     path: Path | None = None
+    negatives: list[str] | None = None  # optional third text per pair (a hard negative), from field "negative"
 
     def __len__(self) -> int:
         return len(self.text1)
@@ -59,6 +60,7 @@ def read_pairs(
     text2_field: str = "text2",
     score_field: str = "score",
     label_field: str = "label",
+    negative_field: str = "negative",
 ) -> Pairs:
     """Read a pair file (.jsonl, .csv, .tsv or .parquet).
 
@@ -73,6 +75,7 @@ def read_pairs(
     text1: list[str] = []
     text2: list[str] = []
     values: list[float] = []
+    negatives: list[str] = []
     target: str | None = None
     skipped = 0
     for number, row in iter_rows(path, fmt):
@@ -94,11 +97,13 @@ def read_pairs(
             values.append(_number(row[target], path, number, target, unit))
         text1.append(a)
         text2.append(b)
+        negative = row.get(negative_field)
+        negatives.append(negative if isinstance(negative, str) else "")
     if skipped:
         log.info("%s: skipped %d pair(s) with an empty text", path.name, skipped)
     if not text1:
         raise InputError(path, "has no pairs with two non-empty texts: nothing to read")
-    pairs = Pairs(text1=text1, text2=text2, path=path)
+    pairs = Pairs(text1=text1, text2=text2, path=path, negatives=negatives if any(negatives) else None)
     if target == score_field:
         pairs.scores = np.asarray(values, dtype=np.float64)
     elif target == label_field:

@@ -270,8 +270,10 @@ def directory_fingerprint(directory: Path, cache: VectorCache | None = None, *, 
     h = hashlib.sha1(usedforsecurity=False)
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         rel = path.relative_to(directory).as_posix()
-        if rel.startswith(".") or "/." in rel or rel.endswith((".lock", ".tmp")) or rel == "README.md":
-            continue  # hidden files, locks and the model card do not change the vectors
+        if rel.startswith((".", "checkpoints/")) or "/." in rel or rel.endswith((".lock", ".tmp")):
+            continue  # hidden files, locks and training checkpoints do not change the vectors
+        if rel in ("README.md", "embtune.json"):
+            continue  # nor do the model card and the training summary
         digest = cache.file_digest(path) if cache is not None else hash_file(path)
         h.update(f"{rel}\0{digest}\n".encode())
     h.update(extra.encode())

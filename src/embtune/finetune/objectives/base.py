@@ -1,0 +1,62 @@
+"""What an objective is: a small module that turns a batch of raw items into a loss. It never loops, saves or logs."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+
+def tokenize(model, texts: list[str]) -> dict[str, Any]:
+    """The model's own tokenisation of ``texts`` (padded to the longest, truncated to max_seq_length), on its device."""
+    features = model.preprocess(texts) if hasattr(model, "preprocess") else model.tokenize(texts)
+    device = next(model.parameters()).device
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+
+
+def embed(model, texts: list[str]) -> torch.Tensor:
+    """Sentence embeddings of ``texts`` with gradients (the model's own tokenizer, padding and pooling)."""
+    return model(tokenize(model, texts))["sentence_embedding"]
+
+
+def duplicate_mask(texts: list[str], device) -> torch.Tensor:
+    """mask[i, j] is True when texts i and j are identical (i != j): such pairs must not count as negatives."""
+    ids = {}
+    codes = torch.tensor([ids.setdefault(t, len(ids)) for t in texts], device=device)
+    mask = codes.unsqueeze(0) == codes.unsqueeze(1)
+    mask.fill_diagonal_(False)
+    return mask
+
+
+class Objective(torch.nn.Module):
+    """Base class: ``batch(items, rng)`` builds what ``forward(model, batch)`` needs; ``forward`` returns the loss.
+
+    Class attributes describe the objective to the trainer and the CLI:
+    - ``name``: the --objective value;
+    - ``data``: "texts" (label-free), "pairs" (anchor, positive[, negative]) or "scored_pairs" (text1, text2, score);
+    - ``defaults``: recommended learning rate, batch size and steps for this objective.
+
+    Extra modules an objective owns (a decoder, a second encoder) are trained with the model and dropped at export.
+    """
+
+    name: ClassVar[str] = ""
+    data: ClassVar[str] = "texts"
+    defaults: ClassVar[dict[str, Any]] = {"learning_rate": 2e-5, "batch_size": 32}
+    summary: ClassVar[str] = ""
+
+    def batch(self, items: list, rng: np.random.Generator) -> Any:
+        return items
+
+    def forward(self, model, batch) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def extra_parameters(self, model) -> list[torch.nn.Parameter]:
+        """Trainable parameters of this objective that are not the model's (shared ones are listed once)."""
+        model_params = {id(p) for p in model.parameters()}
+        return [p for p in self.parameters() if id(p) not in model_params and p.requires_grad]
+
+    def extra_state(self, model) -> dict[str, torch.Tensor]:
+        """This objective's own tensors for checkpoints (not the model's, not tied copies of them)."""
+        model_tensors = {t.data_ptr() for t in model.state_dict().values()}
+        return {k: v for k, v in self.state_dict().items() if v.data_ptr() not in model_tensors}
