@@ -392,13 +392,14 @@ def tune(
     device: str = "auto",
     cache: bool | VectorCache = True,
     show_progress: bool | None = None,
+    write_report: bool = True,
 ) -> TuneResult:
     """Fit a tuner on frozen vectors of a corpus and measure it against the base vectors on held-out data.
 
     The tuner is fitted on the corpus minus a held-out ``heldout_fraction`` (or on all of it when ``test`` is given);
     both spaces are then scored on the held-out part with the same KMeans k and seeds. Label-free methods never see
     the labels; they are only used to report. With ``output`` the tuner is saved there (safetensors + JSON) together
-    with ``tuning.json`` (base model, method, metrics).
+    with ``tuning.json`` (base model, method, metrics) and ``report.html`` (unless ``write_report=False``).
 
     >>> result = embtune.tune("tickets.jsonl", method="infonce", positives="neighbors", output="tuner/")
     >>> result.delta()["silhouette"]
@@ -480,6 +481,9 @@ def tune(
             **result.to_dict(),
         }
         atomic_write_text(Path(output) / TUNING_FILE, json.dumps(meta, indent=2, default=str) + "\n")
+        if write_report:
+            report(data, before=model if isinstance(model, str) else None, after=output,
+                   output=Path(output) / "report.html", k=k, seeds=seeds, seed=seed, device=device, cache=vector_cache)
     return result
 
 
@@ -578,9 +582,11 @@ def finetune(
     resume: bool = False,
     overwrite: bool = False,
     objective_params: dict[str, Any] | None = None,
+    collapse_guard: bool = True,
     seed: int = 0,
     device: str = "auto",
     show_progress: bool | None = None,
+    write_report: bool = True,
 ) -> FinetuneResult:
     """Fine-tune the whole model on a corpus with ``objective`` and export it to ``output`` (a sentence-transformers
     folder with a model card). Label-free objectives read texts; ``mnrl`` reads pairs (text1, text2[, negative]);
@@ -588,7 +594,9 @@ def finetune(
 
     A held-out slice of the corpus (up to 1,000 texts, never trained on) is evaluated at the start and every
     ``eval_every`` steps; labels in the corpus and an ``sts`` pair file are used there to watch, never to train.
-    Checkpoints go to ``output/checkpoints``; ``resume=True`` continues the last one exactly.
+    Checkpoints go to ``output/checkpoints``; ``resume=True`` continues the last one exactly. A before/after report is
+    written to ``output/report.html`` (``write_report=False`` skips it). ``collapse_guard=False`` lets a collapsing run
+    go on (to measure what an objective does; the product default stops it).
 
     >>> result = embtune.finetune("tickets.jsonl", objective="augment", output="out/", max_steps=200)
     >>> result.after["silhouette"] - result.before["silhouette"]
@@ -598,7 +606,8 @@ def finetune(
     from embtune.evaluate.clustering import choose_k
     from embtune.finetune.export import export_model
     from embtune.finetune.objectives import make_objective, objective_class
-    from embtune.finetune.trainer import EvalSet, TrainConfig, _encode_eval, evaluate_model, train
+    from embtune.finetune.objectives.base import encode_frozen
+    from embtune.finetune.trainer import EvalSet, TrainConfig, evaluate_model, train
     from embtune.progress import training_progress
 
     objective_cls = objective_class(objective)
@@ -648,13 +657,13 @@ def finetune(
         if eval_set.labels is not None:
             eval_set.k = len(set(eval_set.labels))
         else:  # fixed for the whole run: chosen once on the base model's vectors
-            eval_set.k, _ = choose_k(_encode_eval(st_model, eval_set.texts), seed=seed)
+            eval_set.k, _ = choose_k(encode_frozen(st_model, eval_set.texts), seed=seed)
     objective_module = make_objective(objective, st_model, **(objective_params or {}))
     config = TrainConfig(
         epochs=epochs, max_steps=max_steps, batch_size=batch_size or objective_cls.defaults["batch_size"],
         grad_accum=grad_accum, learning_rate=learning_rate or objective_cls.defaults["learning_rate"],
         eval_every=eval_every, checkpoint_every=checkpoint_every, early_stopping_metric=early_stopping,
-        patience=patience, max_minutes=max_minutes, seed=seed,
+        patience=patience, max_minutes=max_minutes, seed=seed, collapse_ratio=0.25 if collapse_guard else 0.0,
     )
     log.info(
         "fine-tuning %s with %s on %d items (%d held out to watch), %d steps of %d, lr %g",
@@ -674,8 +683,141 @@ def finetune(
         "history": result.history, "losses": result.losses, "config": asdict(config),
     }
     export_model(st_model, output, summary)
+    if write_report and objective_cls.data == "texts":
+        report(corpus, before=model, after=output, output=output / "report.html", text_field=text_field,
+               label_field=label_field, use_labels=use_labels, seed=seed, device=device)
     return FinetuneResult(
         output=output, objective=objective, base_model=resolved.name, steps=result.steps, kept_step=result.kept_step,
         stopped=result.stopped, seconds=result.seconds, n_train=len(items), n_eval=summary["n_eval"],
         before=result.initial, after=after, history=result.history,
     )
+
+
+# -- report: before / after in pictures -----------------------------------------------------------------------------
+
+REPORT_SAMPLE = 3000  # texts drawn (fixed seed) for maps, silhouettes and neighbours
+
+
+@dataclass
+class ReportResult:
+    output: Path
+    before: Metrics
+    after: Metrics
+    data: Any
+
+
+def _after_space(after, before_model, vector_cache, device):
+    """(name, function texts -> vectors, training record) for what ``after`` names: a tuner folder or a model."""
+    path = Path(str(after))
+    if (path / "config.json").is_file() and '"embtune_tuner"' in (path / "config.json").read_text(errors="replace"):
+        tuner, meta = load_tuner_with_base(path)
+        base = load_encoder(before_model or meta.get("base_model") or DEFAULT_MODEL, device=device, cache=vector_cache)
+
+        def tuned(texts):
+            vectors, _ = encode_items(base, texts, cache=vector_cache)
+            return tuner.transform(vectors)
+
+        record = {"losses": [[i + 1, v] for i, v in enumerate(getattr(tuner, "history_", []))], "history": [],
+                  "loss_unit": "epoch", "method": meta.get("method"), "n_fit": meta.get("n_fit")}
+        return f"{type(tuner).__name__} ({path.name})", tuned, record
+    encoder = load_encoder(str(after), device=device, cache=vector_cache)
+    summary = path / "embtune.json"
+    record = json.loads(summary.read_text()) if summary.is_file() else None
+
+    def encoded(texts):
+        vectors, _ = encode_items(encoder, texts, cache=vector_cache)
+        return vectors
+
+    return encoder.name, encoded, record
+
+
+def report(
+    corpus: str | Path,
+    *,
+    before: str | None = DEFAULT_MODEL,
+    after: str | Path,
+    output: str | Path = "report.html",
+    text_field: str = "text",
+    label_field: str | None = None,
+    use_labels: bool = True,
+    k: int | None = None,
+    seeds: int = 5,
+    seed: int = 0,
+    projection: str = "pca",
+    title: str | None = None,
+    device: str = "auto",
+    cache: bool | VectorCache = True,
+) -> ReportResult:
+    """Write a before/after report (self-contained HTML, or Markdown when ``output`` ends in .md): the metric table
+    with a verdict per metric, 2-D maps, per-cluster silhouettes, training curves when ``after`` came from the trainer
+    or a tuner, and the nearest neighbours of sample texts before vs after.
+
+    ``after`` is a model (name or folder) or a tuner folder from ``embtune tune -o`` (then ``before`` defaults to the
+    tuner's base model).
+
+    >>> embtune.report("tickets.jsonl", before="all-MiniLM-L6-v2", after="out/", output="report.html")
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_samples
+
+    from embtune.data.vectors import l2_normalize, nearest_neighbors
+    from embtune.report.html import Figure, ReportData, render_html, render_markdown
+    from embtune.report.plots import project_2d, scatter_pair, silhouette_bars, training_curves
+
+    output = Path(output)
+    data = _load_corpus(corpus, text_field, label_field, use_labels)
+    vector_cache = _open_cache(cache)
+    after_name, after_fn, record = _after_space(after, before if before != DEFAULT_MODEL else None, vector_cache, device)
+    before_encoder = load_encoder(before or DEFAULT_MODEL, device=device, cache=vector_cache)
+    pick = np.sort(np.random.default_rng(seed).permutation(len(data))[:REPORT_SAMPLE])
+    texts = [data.texts[i] for i in pick]
+    labels = np.asarray(data.labels)[pick] if data.labels is not None else None
+    before_x, _ = encode_items(before_encoder, texts, cache=vector_cache)
+    after_x = np.asarray(after_fn(texts), dtype=np.float32)
+
+    before_m = evaluate_vectors(before_x, labels=labels, k=k, seeds=seeds, seed=seed)
+    after_m = evaluate_vectors(after_x, labels=labels, k=before_m.info.get("k") or k, seeds=seeds, seed=seed)
+    figures = []
+    groups = labels if labels is not None else KMeans(n_clusters=before_m.info["k"], n_init=1, random_state=seed).fit_predict(l2_normalize(before_x))
+    coloured_by = "label" if labels is not None else f"KMeans cluster (k={before_m.info['k']}, on the 'before' space)"
+    before_xy, method = project_2d(l2_normalize(before_x), projection, seed)
+    after_xy, _ = project_2d(l2_normalize(after_x), projection, seed)
+    figures.append(Figure(f"Map of the space ({method})", scatter_pair(before_xy, after_xy, groups, title=f"coloured by {coloured_by}", method=method),
+                          f"{len(texts)} texts projected to 2-D, coloured by {coloured_by}. Tighter, better separated colours mean a "
+                          "space that keeps those groups apart; 2-D maps distort, so read them with the table."))
+    names = np.unique(groups)
+    if 1 < len(names) < len(texts):
+        per = [silhouette_samples(l2_normalize(x), groups, metric="cosine") for x in (before_x, after_x)]
+        means = [np.array([s[groups == g].mean() for g in names]) for s in per]
+        figures.append(Figure("Silhouette per group", silhouette_bars(*means, title=f"mean silhouette per {coloured_by.split(' (')[0]}"),
+                              "For each group, how much closer its members sit to each other than to the nearest other "
+                              "group (cosine), before (grey) and after (blue)."))
+    if record and (record.get("losses") or record.get("history")):
+        figures.append(Figure("Training", training_curves(record.get("losses", []), record.get("history", []),
+                                                          title=f"{after_name}", unit=record.get("loss_unit", "step")),
+                              "Loss per step and the metrics watched on the held-out slice during training."))
+    neighbours = []
+    sample_queries = np.random.default_rng(seed + 1).permutation(len(texts))[:10]
+    nb_before, nb_after = nearest_neighbors(before_x, 5), nearest_neighbors(after_x, 5)
+    for q in sample_queries:
+        neighbours.append({"query": texts[q], "before": [texts[j] for j in nb_before[q]],
+                           "after": [texts[j] for j in nb_after[q]]})
+    config = {"before": before_encoder.name, "after": after_name, "corpus": str(data.path or "texts"),
+              "texts in the corpus": len(data), "texts in this report": len(texts), "KMeans k": before_m.info.get("k"),
+              "KMeans seeds": seeds, "seed": seed}
+    if record:
+        for key in ("objective", "method", "steps", "kept_step", "stopped", "learning_rate", "batch_size", "n_train", "n_fit"):
+            if key in record:
+                config[f"training: {key}"] = record[key]
+    notes = []
+    if labels is not None:
+        notes.append("Labels are used here only to score and colour: label metrics of probes are on a held-out split.")
+    report_data = ReportData(
+        title=title or f"embtune report: {before_encoder.name} → {after_name}", before_name=before_encoder.name,
+        after_name=after_name, corpus=Path(str(data.path)).name if data.path else "texts", n_texts=len(data),
+        n_labels=data.n_labels, before=before_m, after=after_m, figures=figures, neighbours=neighbours, config=config,
+        notes=notes,
+    )
+    rendered = render_markdown(report_data) if output.suffix.lower() == ".md" else render_html(report_data)
+    atomic_write_text(output, rendered)
+    return ReportResult(output=output, before=before_m, after=after_m, data=report_data)

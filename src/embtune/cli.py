@@ -321,6 +321,7 @@ def tune(
     batch_size: BatchSize = 64,
     device: Device = "auto",
     no_cache: NoCache = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Do not write OUT/report.html.")] = False,
     json_out: Json = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -352,6 +353,7 @@ def tune(
             device=device,
             cache=not no_cache,
             show_progress=False if quiet else None,
+            write_report=not no_report,
         )
         if json_out:
             _print_json(result.to_dict())
@@ -364,8 +366,8 @@ def tune(
         if not result.labels_used_for_fit and "v_measure" in result.before.values:
             log.info("labels were used only to score, never to fit (label-free method)")
         if output is not None and not quiet:
-            print(f"saved the tuner to {output}; apply it with `embtune encode FILE --tuner {output} -o vectors.npy`",
-                  file=sys.stderr)
+            print(f"saved the tuner to {output}; apply it with `embtune encode FILE --tuner {output} -o vectors.npy`"
+                  + ("" if no_report else f"; report: {output}/report.html"), file=sys.stderr)
 
     _run(quiet, debug, action)
 
@@ -395,6 +397,10 @@ def _print_before_after(before: dict, after: dict, title: str) -> None:
         "    mlm       continued masked-LM pre-training (model folders with an MLM head)\n\n"
         "    mnrl      pairs file: text1 (anchor), text2 (positive)[, negative]\n\n"
         "    cosine / cosent   pairs file with a score (or 0/1 label)\n\n"
+        "    neighbors each text pulled towards its nearest neighbours (refreshed every --refresh-every steps)\n\n"
+        "    pseudo    KMeans pseudo-labels, confident members, supervised-contrastive pull\n\n"
+        "    sccl      augmented-view InfoNCE + a DEC clustering head (dropped at export)\n\n"
+        "Any objective takes --anchor W: a pull back towards the base model's embeddings that keeps general ability.\n\n"
         "**Examples**\n\n"
         "    embtune finetune tickets.jsonl --objective augment -o out/ --max-steps 300\n\n"
         "    embtune finetune tickets.jsonl -o out/ --resume\n\n"
@@ -407,7 +413,7 @@ def _print_before_after(before: dict, after: dict, title: str) -> None:
 def finetune(
     corpus: Annotated[Path, typer.Argument(help="Texts (.txt/.csv/.tsv/.jsonl/.parquet), or a pairs file for mnrl/cosine/cosent.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the fine-tuned model (and its checkpoints).")],
-    objective: Annotated[str, typer.Option("--objective", help="augment, simcse, tsdae, ct, mlm, mnrl, cosine or cosent.")] = "augment",
+    objective: Annotated[str, typer.Option("--objective", help="augment, simcse, tsdae, ct, mlm, neighbors, pseudo, sccl, mnrl, cosine or cosent.")] = "augment",
     model: Model = "all-MiniLM-L6-v2",
     epochs: Annotated[float, typer.Option("--epochs", min=0.0, help="Passes over the data (ignored with --max-steps).")] = 1.0,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Optimizer steps to run.")] = None,
@@ -427,7 +433,13 @@ def finetune(
     text_field: TextField = "text",
     paraphrase_field: Annotated[Optional[str], typer.Option("--paraphrase-field", help="augment: field with paraphrases / back-translations (string or list).")] = None,
     sts: Annotated[Optional[Path], typer.Option("--sts", help="STS pairs file (text1, text2, score) to watch general ability.")] = None,
-    temperature: Annotated[Optional[float], typer.Option("--temperature", help="InfoNCE temperature (augment, simcse, ct, mnrl).")] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", help="InfoNCE temperature (augment, simcse, ct, mnrl, neighbors, pseudo, sccl).")] = None,
+    anchor: Annotated[float, typer.Option("--anchor", min=0.0, help="Weight of a pull back towards the base model's embeddings (0 = off).")] = 0.0,
+    neighbors_k: Annotated[Optional[int], typer.Option("--neighbors", min=1, help="neighbors: how many nearest neighbours are positives.")] = None,
+    clusters: Annotated[Optional[int], typer.Option("--clusters", min=2, help="pseudo / sccl: number of clusters [default: best silhouette].")] = None,
+    refresh_every: Annotated[Optional[int], typer.Option("--refresh-every", min=1, help="neighbors / pseudo: steps between recomputing neighbours or clusters.")] = None,
+    no_collapse_guard: Annotated[bool, typer.Option("--no-collapse-guard", help="Let a collapsing run go on (to study it).")] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Do not write OUT/report.html.")] = False,
     seed: Seed = 0,
     device: Device = "auto",
     json_out: Json = False,
@@ -441,14 +453,19 @@ def finetune(
 
         if labels is not None and no_labels:
             raise EmbtuneError("--labels and --no-labels contradict each other; pass one")
-        params = {"temperature": temperature} if temperature is not None else {}
+        params = {"temperature": temperature, "k": neighbors_k if objective == "neighbors" else clusters,
+                  "refresh_every": refresh_every}
+        params = {k: v for k, v in params.items() if v is not None}
+        if anchor:
+            params["anchor"] = anchor
         result = run_finetune(
             corpus, objective=objective, model=model, output=output, text_field=text_field, label_field=labels,
             use_labels=not no_labels, paraphrase_field=paraphrase_field, sts=sts, epochs=epochs, max_steps=max_steps,
             batch_size=batch_size, learning_rate=learning_rate, grad_accum=grad_accum, max_seq_length=max_seq_length,
             eval_every=eval_every, checkpoint_every=checkpoint_every, early_stopping=early_stopping, patience=patience,
             max_minutes=max_minutes, resume=resume, overwrite=overwrite, objective_params=params, seed=seed,
-            device=device, show_progress=False if quiet else None,
+            device=device, show_progress=False if quiet else None, collapse_guard=not no_collapse_guard,
+            write_report=not no_report,
         )
         if json_out:
             _print_json(result.to_dict())
@@ -459,7 +476,55 @@ def finetune(
         if not quiet:
             kept = "" if result.kept_step == result.steps else f", kept the weights of step {result.kept_step}"
             print(f"{result.stopped} after {result.steps} steps in {result.seconds:.0f} s{kept}; saved to {output} "
-                  f"(load with --model {output})", file=sys.stderr)
+                  f"(load with --model {output})" + ("" if no_report else f"; report: {output}/report.html"),
+                  file=sys.stderr)
+
+    _run(quiet, debug, action)
+
+
+# -- report ---------------------------------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog=(
+        "**Examples**\n\n"
+        "    embtune report tickets.jsonl --after out/ -o report.html\n\n"
+        "    embtune report tickets.jsonl --after tuner/ -o report.md\n\n"
+        "The HTML file is self-contained (figures inline, nothing loaded from the network). --after takes a model "
+        "folder from `embtune finetune` (its training curves are included) or a tuner folder from `embtune tune`."
+    )
+)
+def report(
+    corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt, .csv, .tsv, .jsonl or .parquet.")],
+    after: Annotated[str, typer.Option("--after", help="Model (name or folder) or tuner folder to compare.")],
+    before: Annotated[
+        Optional[str], typer.Option("--before", help="Model to compare against [default: all-MiniLM-L6-v2, or the tuner's base].")
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="report.html, or a .md file for Markdown.")] = Path("report.html"),
+    labels: Annotated[Optional[str], typer.Option("--labels", "--label-field", help="Field with labels to colour and score by.")] = None,
+    no_labels: Annotated[bool, typer.Option("--no-labels", help="Ignore labels even if the corpus has them.")] = False,
+    text_field: TextField = "text",
+    projection: Annotated[str, typer.Option("--projection", help="pca, or umap (needs embtune[umap]).")] = "pca",
+    k: Annotated[Optional[int], typer.Option("--k", help="KMeans clusters [default: number of labels, else best silhouette].")] = None,
+    seed: Seed = 0,
+    device: Device = "auto",
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Write a before/after report: metric table with verdicts, maps, per-group silhouettes, curves, neighbours."""
+
+    def action():
+        from embtune.api import report as run_report
+
+        if labels is not None and no_labels:
+            raise EmbtuneError("--labels and --no-labels contradict each other; pass one")
+        if projection not in ("pca", "umap"):
+            raise EmbtuneError(f"--projection {projection!r}: use pca or umap")
+        result = run_report(corpus, before=before, after=after, output=output, text_field=text_field,
+                            label_field=labels, use_labels=not no_labels, k=k, seed=seed, projection=projection,
+                            device=device)
+        if not quiet:
+            print(f"wrote {result.output}", file=sys.stderr)
 
     _run(quiet, debug, action)
 

@@ -74,3 +74,46 @@ class NpyStreamWriter:
             self.close()
         else:
             self.abort()
+
+
+EXACT_NEIGHBORS_BELOW = 50_000  # up to this many vectors an exact search is fast enough; above it, faiss HNSW
+
+
+def nearest_neighbors(vectors: np.ndarray, k: int, *, exact_below: int = EXACT_NEIGHBORS_BELOW, chunk: int = 2048) -> np.ndarray:
+    """Indices (n, k) of each row's ``k`` nearest other rows by cosine, nearest first.
+
+    Exact (chunked matrix products) for up to ``exact_below`` rows; above that an approximate HNSW index from faiss,
+    which keeps memory and time near-linear for millions of rows.
+    """
+    x = l2_normalize(vectors)
+    n = len(x)
+    if n < 2:
+        raise ValueError("need at least two vectors to find neighbours")
+    k = min(int(k), n - 1)
+    if n >= exact_below:
+        return _faiss_neighbors(x, k)
+    out = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, chunk):
+        sims = x[start : start + chunk] @ x.T
+        rows = np.arange(sims.shape[0])
+        sims[rows, start + rows] = -np.inf  # not itself
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1)
+        out[start : start + chunk] = np.take_along_axis(top, order, axis=1)
+    return out
+
+
+def _faiss_neighbors(x: np.ndarray, k: int) -> np.ndarray:
+    import faiss
+
+    index = faiss.IndexHNSWFlat(x.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efSearch = max(64, 2 * k)
+    index.add(np.ascontiguousarray(x, dtype=np.float32))
+    _, found = index.search(np.ascontiguousarray(x, dtype=np.float32), k + 1)
+    out = np.empty((len(x), k), dtype=np.int64)
+    for i, row in enumerate(found):
+        row = [j for j in row if j != i and j >= 0][:k]
+        if len(row) < k:  # rare with HNSW: pad with the nearest found
+            row = (row + row[:1] * k)[:k] if row else [(i + 1) % len(x)] * k
+        out[i] = row
+    return out

@@ -25,6 +25,7 @@ import torch
 from embtune.errors import EmbtuneError
 from embtune.evaluate.metrics import METRIC_INFO
 from embtune.evaluate.monitor import training_metrics
+from embtune.finetune.objectives.base import encode_frozen
 from embtune.finetune.checkpoint import (
     TrainState,
     checkpoint_for_step,
@@ -125,23 +126,14 @@ def _autocast(device: str, mode: str):
     return torch.autocast("cpu", enabled=False), False
 
 
-def _encode_eval(model, texts: list[str], batch_size: int = 128) -> np.ndarray:
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        vectors = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
-    model.train(was_training)
-    return np.asarray(vectors, dtype=np.float32)
-
-
 def evaluate_model(model, eval_set: EvalSet) -> dict[str, float]:
     """The monitored metrics of ``model`` on ``eval_set``."""
-    vectors = _encode_eval(model, eval_set.texts)
-    views = (vectors, _encode_eval(model, eval_set.view_texts)) if eval_set.view_texts else None
+    vectors = encode_frozen(model, eval_set.texts)
+    views = (vectors, encode_frozen(model, eval_set.view_texts)) if eval_set.view_texts else None
     pairs = None
     if eval_set.sts is not None:
         first, second, scores = eval_set.sts
-        pairs = (_encode_eval(model, first), _encode_eval(model, second), scores)
+        pairs = (encode_frozen(model, first), encode_frozen(model, second), scores)
     return training_metrics(vectors, k=eval_set.k, labels=eval_set.labels, views=views, pairs=pairs)
 
 
@@ -182,6 +174,7 @@ def train(
     checkpoint_every = config.checkpoint_every or eval_every
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
+    objective.setup(model, items)
     objective.to(device)
     optimizer = _optimizer(model, objective.extra_parameters(model), config)
     scheduler = _schedule(optimizer, total, config.warmup_ratio)
@@ -224,6 +217,8 @@ def train(
             state.epoch, state.position = state.epoch + 1, 0
         if order_epoch != state.epoch:  # each epoch's order follows from (seed, epoch), so a resume finds it again
             order_epoch, order = state.epoch, np.random.default_rng([config.seed, state.epoch]).permutation(n)
+        if micro % config.grad_accum == 0:
+            objective.refresh(model, items, state.step)
         chunk = [items[i] for i in order[state.position : state.position + config.batch_size]]
         state.position += config.batch_size
         batch = objective.batch(chunk, rng)
@@ -291,7 +286,7 @@ def _after_eval(model, eval_set: EvalSet, config: TrainConfig, state: TrainState
     start_spread = 1 - initial.get("mean_cosine", 0.0)
     spread_floor = config.collapse_ratio * start_spread
     rank_floor = config.collapse_ratio * initial.get("effective_rank", 0.0)
-    if 1 - metrics["mean_cosine"] < spread_floor or metrics["effective_rank"] < rank_floor:
+    if config.collapse_ratio and (1 - metrics["mean_cosine"] < spread_floor or metrics["effective_rank"] < rank_floor):
         log.warning(
             "step %d: the embedding space is collapsing (mean pairwise cosine %.3f vs %.3f at the start, effective "
             "rank %.1f vs %.1f); stopping and keeping the last healthy weights",

@@ -18,7 +18,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from embtune.data.vectors import l2_normalize
+from embtune.data.vectors import nearest_neighbors
 from embtune.finetune.losses import info_nce_loss
 from embtune.tuners.base import TunerBase, as_float_tensor, make_adam, resolve_tuner_device, seeded_init, torch_generator
 from embtune.tuners.noise import check_kinds, corrupt
@@ -51,21 +51,6 @@ class ContrastiveModel(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))
-
-
-def nearest_neighbors(X: np.ndarray, k: int, *, chunk: int = 2048) -> np.ndarray:
-    """Indices of each row's ``k`` nearest other rows by cosine, (n, k), computed in chunks (exact)."""
-    x = l2_normalize(X)
-    k = min(k, len(x) - 1)
-    out = np.empty((len(x), k), dtype=np.int64)
-    for start in range(0, len(x), chunk):
-        sims = x[start : start + chunk] @ x.T
-        rows = np.arange(sims.shape[0])
-        sims[rows, start + rows] = -np.inf  # not itself
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1)
-        out[start : start + chunk] = np.take_along_axis(top, order, axis=1)
-    return out
 
 
 class InfoNCETuner(TunerBase):

@@ -16,6 +16,9 @@ _OBJECTIVES = {
     "mnrl": ("mnrl", "MultipleNegativesRankingObjective"),
     "cosine": ("cosine", "CosineObjective"),
     "cosent": ("cosent", "CoSENTObjective"),
+    "neighbors": ("neighbors", "NeighborsObjective"),
+    "pseudo": ("pseudo", "PseudoLabelObjective"),
+    "sccl": ("sccl", "SCCLObjective"),
 }
 OBJECTIVE_NAMES = tuple(_OBJECTIVES)
 NEEDS_MODEL = {"tsdae", "ct", "mlm"}  # built around the model they train
@@ -28,7 +31,22 @@ def objective_class(name: str):
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
-def make_objective(name: str, model, **params):
-    """Build objective ``name`` for ``model`` (``params`` are the objective's own, e.g. temperature)."""
+def make_objective(name: str, model, *, anchor: float = 0.0, anchor_kind: str = "cosine", **params):
+    """Build objective ``name`` for ``model`` (``params`` are the objective's own, e.g. temperature).
+
+    ``anchor`` > 0 adds a distillation term towards the base model's embeddings with that weight.
+    """
+    import inspect
+
     cls = objective_class(name)
-    return cls(model, **params) if name in NEEDS_MODEL else cls(**params)
+    accepted = inspect.signature(cls.__init__).parameters
+    unknown = [k for k in params if k not in accepted]
+    if unknown:
+        options = ", ".join(p for p in accepted if p not in ("self", "model")) or "none"
+        raise EmbtuneError(f"--objective {name} does not take {', '.join(unknown)} (its options: {options})")
+    objective = cls(model, **params) if name in NEEDS_MODEL else cls(**params)
+    if anchor:
+        from embtune.finetune.objectives.anchor import AnchoredObjective
+
+        objective = AnchoredObjective(objective, weight=anchor, kind=anchor_kind)
+    return objective

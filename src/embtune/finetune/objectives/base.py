@@ -20,6 +20,21 @@ def embed(model, texts: list[str]) -> torch.Tensor:
     return model(tokenize(model, texts))["sentence_embedding"]
 
 
+def item_text(item) -> str:
+    """The text of a training item: items are texts, or tuples whose first element is the text."""
+    return item[0] if isinstance(item, tuple) else item
+
+
+def encode_frozen(model, texts: list[str], batch_size: int = 128) -> np.ndarray:
+    """Embeddings without gradients or dropout (eval mode), as float32; the model's train/eval mode is restored."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        vectors = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+    model.train(was_training)
+    return np.asarray(vectors, dtype=np.float32)
+
+
 def duplicate_mask(texts: list[str], device) -> torch.Tensor:
     """mask[i, j] is True when texts i and j are identical (i != j): such pairs must not count as negatives."""
     ids = {}
@@ -44,6 +59,15 @@ class Objective(torch.nn.Module):
     data: ClassVar[str] = "texts"
     defaults: ClassVar[dict[str, Any]] = {"learning_rate": 2e-5, "batch_size": 32}
     summary: ClassVar[str] = ""
+
+    def setup(self, model, items: list) -> None:
+        """Once, before the optimizer is built: create parameters that depend on the data (e.g. cluster centroids)."""
+
+    def refresh(self, model, items: list, step: int) -> None:
+        """Before every optimizer step: update corpus-level state (neighbour index, pseudo-labels) when due.
+
+        State that must survive a resume lives in registered buffers, which checkpoints save.
+        """
 
     def batch(self, items: list, rng: np.random.Generator) -> Any:
         return items

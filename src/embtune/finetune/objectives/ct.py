@@ -26,6 +26,7 @@ class ContrastiveTensionObjective(Objective):
     def forward(self, model, batch):
         texts = [t[0] if isinstance(t, tuple) else t for t in batch]
         a, b = embed(model, texts), embed(self.second, texts)
+        self.original_embeddings = a
         return info_nce_loss(a, b, temperature=self.temperature, mask=duplicate_mask(texts, a.device))
 
     def train(self, mode: bool = True):

@@ -24,6 +24,7 @@ class MultipleNegativesRankingObjective(Objective):
         candidates = [item[1] for item in batch]
         hard = [item[2] for item in batch if len(item) > 2 and item[2]]
         a = F.normalize(embed(model, anchors), dim=-1)
+        self.original_embeddings = a
         c = F.normalize(embed(model, candidates + hard), dim=-1)
         logits = a @ c.T / self.temperature
         # candidate j (j != i) is a false negative for anchor i when it is the same text as i's positive

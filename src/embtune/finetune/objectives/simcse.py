@@ -19,4 +19,5 @@ class SimCSEObjective(Objective):
     def forward(self, model, batch):
         texts = [t[0] if isinstance(t, tuple) else t for t in batch]
         a, b = embed(model, texts), embed(model, texts)  # model.train(): two different dropout masks
+        self.original_embeddings = a
         return info_nce_loss(a, b, temperature=self.temperature, mask=duplicate_mask(texts, a.device))

@@ -1,0 +1,85 @@
+"""Label-free fine-tuning of all-MiniLM-L6-v2 on BANKING77, judged on held-out data.
+
+Each objective trains on the BANKING77 *train* texts without labels, then the model is scored on
+- BANKING77 test: KMeans(k=77) V-measure, silhouette, Davies-Bouldin (mean +- std over 5 seeds), kNN (k=10) and
+  logistic-regression accuracy (fitted on the train vectors, scored on test);
+- STS-B test: cosine Spearman (how much general ability is kept).
+The base model is scored the same way. Wall time is the fine-tune alone.
+
+Usage: .venv/bin/python bench/label_free.py [--objectives augment,simcse,tsdae,ct] [--steps 150] [--batch-size 64]
+       results go to bench/results/label_free.json (models to bench/results/models/, deleted unless --keep-models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+RESULTS = Path(__file__).resolve().parent / "results"
+# steps x batch per objective, the protocol of ../shared/FINDINGS.md unless overridden on the command line
+PROTOCOL = {"tsdae": {"batch_size": 16, "steps": 300, "learning_rate": 3e-5}}
+
+
+def score(model: str) -> dict:
+    import embtune
+
+    banking = embtune.evaluate(DATA / "banking77" / "train.jsonl", model=model, test=DATA / "banking77" / "test.jsonl",
+                               show_progress=False)
+    stsb = DATA / "stsb" / "test.jsonl"
+    sts = embtune.evaluate(stsb, model=model, text_field="text1", pairs=stsb, k=10, seeds=1, show_progress=False)
+    m = banking.metrics
+    return {
+        "v_measure": round(100 * m["v_measure"], 2), "v_measure_std": round(100 * m.std["v_measure"], 2),
+        "silhouette": round(m["silhouette"], 4), "davies_bouldin": round(m["davies_bouldin"], 3),
+        "knn_accuracy": round(100 * m["knn_accuracy"], 2), "logreg_accuracy": round(100 * m["logreg_accuracy"], 2),
+        "sts_spearman": round(100 * sts.metrics["sts_spearman"], 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objectives", default="augment,simcse,tsdae,ct")
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=None, help="default: each objective's own")
+    parser.add_argument("--keep-models", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS / "label_free.json")
+    args = parser.parse_args()
+
+    import embtune
+
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if "base" not in results:
+        results["base"] = score("all-MiniLM-L6-v2")
+        print("base", json.dumps(results["base"]), flush=True)
+    for name in args.objectives.split(","):
+        setup = {"steps": args.steps, "batch_size": args.batch_size, "learning_rate": args.lr, **PROTOCOL.get(name, {})}
+        out = RESULTS / "models" / name
+        start = time.perf_counter()
+        run = embtune.finetune(
+            DATA / "banking77" / "train.jsonl", objective=name, output=out, overwrite=True, use_labels=False,
+            max_steps=setup["steps"], batch_size=setup["batch_size"], learning_rate=setup["learning_rate"],
+            eval_every=setup["steps"], show_progress=False,
+        )
+        seconds = time.perf_counter() - start
+        results[name] = {"setup": {**setup, "learning_rate": setup["learning_rate"] or "objective default"},
+                         "train_seconds": round(seconds, 1), "stopped": run.stopped, **score(str(out))}
+        print(name, json.dumps(results[name]), flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        if not args.keep_models:
+            shutil.rmtree(out, ignore_errors=True)
+    base = results["base"]
+    print(f"\n{'':10s} {'V':>6s} {'sil':>6s} {'DB':>6s} {'kNN':>6s} {'LR':>6s} {'STS-B':>6s} {'time s':>7s}")
+    for name, r in results.items():
+        print(f"{name:10s} {r['v_measure']:6.2f} {r['silhouette']:6.3f} {r['davies_bouldin']:6.2f} "
+              f"{r['knn_accuracy']:6.2f} {r['logreg_accuracy']:6.2f} {r['sts_spearman']:6.2f} "
+              f"{r.get('train_seconds', 0):7.0f}  dV {r['v_measure'] - base['v_measure']:+.2f}")
+
+
+if __name__ == "__main__":
+    main()

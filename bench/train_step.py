@@ -1,0 +1,95 @@
+"""Training throughput: embtune's trainer vs sentence-transformers' own SentenceTransformerTrainer, one process.
+
+Same model (all-MiniLM-L6-v2), objective (multiple-negatives ranking on (text, text) pairs, i.e. unsupervised SimCSE,
+scale 20 = temperature 0.05), batch size, learning rate and BANKING77 train texts. Neither saves or evaluates inside
+the timed window. steps/s is measured from the end of step 3 to the last step (warm-up excluded); the two trainers
+alternate for --rounds rounds and the medians are compared.
+
+Setup: `.venv/bin/pip install -c constraints.txt -r bench/requirements.txt` (datasets, accelerate: bench only).
+Usage: .venv/bin/python bench/train_step.py [--steps 20] [--batch-size 32] [--rounds 2]
+Target (issue 5): embtune steps/s / sentence-transformers steps/s >= 1.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "banking77" / "train.jsonl"
+SKIP = 3
+
+
+def rate(stamps: list[float]) -> float:
+    return (len(stamps) - SKIP) / (stamps[-1] - stamps[SKIP - 1])
+
+
+def sentence_transformers_run(path: str, texts: list[str], steps: int, batch_size: int, lr: float) -> float:
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from transformers import TrainerCallback
+
+    stamps: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            stamps.append(time.perf_counter())
+
+    model = SentenceTransformer(path, device="cpu")
+    with tempfile.TemporaryDirectory() as out:
+        args = SentenceTransformerTrainingArguments(
+            output_dir=out, per_device_train_batch_size=batch_size, max_steps=steps, learning_rate=lr,
+            warmup_ratio=0.0, save_strategy="no", logging_strategy="no", report_to=[], seed=0, use_cpu=True,
+            dataloader_drop_last=True,
+        )
+        trainer = SentenceTransformerTrainer(
+            model=model, args=args, train_dataset=Dataset.from_dict({"anchor": texts, "positive": texts}),
+            loss=MultipleNegativesRankingLoss(model, scale=20.0), callbacks=[Clock()],
+        )
+        trainer.train()
+    return rate(stamps)
+
+
+def embtune_run(path: str, texts: list[str], steps: int, batch_size: int, lr: float) -> float:
+    from embtune.encoders.sentence_transformer import load_sentence_transformer
+    from embtune.finetune.objectives import make_objective
+    from embtune.finetune.trainer import TrainConfig, train
+
+    stamps: list[float] = []
+    model = load_sentence_transformer(Path(path), "cpu")
+    config = TrainConfig(max_steps=steps, batch_size=batch_size, learning_rate=lr, warmup_ratio=0.0,
+                         checkpoint_every=steps, seed=0)
+    with tempfile.TemporaryDirectory() as out:
+        train(model, make_objective("mnrl", model), [(t, t) for t in texts], config, checkpoint_dir=Path(out),
+              on_step=lambda step, total, loss: stamps.append(time.perf_counter()))
+    return rate(stamps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=3e-5)
+    args = parser.parse_args()
+
+    from embtune.encoders import resolve_model
+
+    path = str(resolve_model("all-MiniLM-L6-v2").path)
+    texts = [json.loads(line)["text"] for line in DATA.read_text().splitlines()]
+    theirs, ours = [], []
+    for _ in range(args.rounds):
+        theirs.append(sentence_transformers_run(path, texts, args.steps, args.batch_size, args.lr))
+        ours.append(embtune_run(path, texts, args.steps, args.batch_size, args.lr))
+        print(json.dumps({"sentence_transformers_steps_per_s": theirs[-1], "embtune_steps_per_s": ours[-1]}), flush=True)
+    st, et = statistics.median(theirs), statistics.median(ours)
+    print(json.dumps({"steps": args.steps, "batch_size": args.batch_size, "sentence_transformers_steps_per_s": round(st, 4),
+                      "embtune_steps_per_s": round(et, 4), "ratio_embtune_over_st": round(et / st, 3)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
