@@ -105,7 +105,11 @@ def _optimizer(model: torch.nn.Module, extra: list[torch.nn.Parameter], config: 
     heavy_extra = [p for p in extra if p.ndim >= 2]
     if heavy_extra:
         groups.append({"params": heavy_extra, "weight_decay": config.weight_decay})
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.learning_rate)
+    groups = [g for g in groups if g["params"]]
+    try:  # the fused kernel (one launch for all tensors) is markedly faster on CPU too
+        return torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, lr=config.learning_rate)
 
 
 def _schedule(optimizer: torch.optim.Optimizer, total: int, warmup_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
