@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -131,10 +129,3 @@ class AutoencoderTuner(TunerBase):
         self.model_.eval()
         with torch.no_grad():
             return self.model_.encoder(as_float_tensor(X, self.device_)).cpu().numpy()
-
-    def _fitted_state(self) -> dict[str, Any]:
-        return {"n_features_in_": self.n_features_in_, "history_": self.history_, "n_epochs_": self.n_epochs_}
-
-    def _rebuild(self, state: dict[str, Any]) -> None:
-        self._setup(state["n_features_in_"])
-        self.history_, self.n_epochs_ = state["history_"], state["n_epochs_"]

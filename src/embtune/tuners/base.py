@@ -90,10 +90,13 @@ class TunerBase(TransformerMixin, BaseEstimator):
     # -- persistence ----------------------------------------------------------------------------------------------
 
     def _fitted_state(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """JSON-able facts needed to rebuild the module; by default its input width and the training history."""
+        return {"n_features_in_": self.n_features_in_, "history_": self.history_, "n_epochs_": self.n_epochs_}
 
     def _rebuild(self, state: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Recreate an untrained module of the saved shape (the weights are loaded after), via ``_setup``."""
+        self._setup(state["n_features_in_"])
+        self.history_, self.n_epochs_ = state["history_"], state["n_epochs_"]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -176,12 +176,6 @@ class ContrastiveLearner(TunerBase):
         a, b = self.transform(X1), self.transform(X2)
         return np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
 
-    def _fitted_state(self) -> dict[str, Any]:
-        return {"n_features_in_": self.n_features_in_, "history_": self.history_, "n_epochs_": self.n_epochs_}
-
-    def _rebuild(self, state: dict[str, Any]) -> None:
-        self._setup(state["n_features_in_"])
-        self.history_, self.n_epochs_ = state["history_"], state["n_epochs_"]
 
 
 def label_pairs(y: np.ndarray, *, n_neg: int, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from embtune.finetune.objectives.base import Objective, embed, encode_frozen, item_text
+from embtune.finetune.objectives.base import Objective, embed, encode_frozen, item_text, text_index
 
 
 class AnchoredObjective(Objective):
@@ -26,10 +26,7 @@ class AnchoredObjective(Objective):
 
     def setup(self, model, items: list) -> None:
         self.inner.setup(model, items)
-        texts = [item_text(item) for item in items]
-        self._index = {}
-        for i, text in enumerate(texts):
-            self._index.setdefault(text, i)
+        texts, self._index = text_index(items)
         self.base = torch.as_tensor(encode_frozen(model, texts), device=next(model.parameters()).device)
 
     def refresh(self, model, items: list, step: int) -> None:

@@ -25,6 +25,15 @@ def item_text(item) -> str:
     return item[0] if isinstance(item, tuple) else item
 
 
+def text_index(items: list) -> tuple[list[str], dict[str, int]]:
+    """The texts of ``items`` and, for each distinct text, the position of its first occurrence."""
+    texts = [item_text(item) for item in items]
+    index: dict[str, int] = {}
+    for i, text in enumerate(texts):
+        index.setdefault(text, i)
+    return texts, index
+
+
 def encode_frozen(model, texts: list[str], batch_size: int = 128) -> np.ndarray:
     """Embeddings without gradients or dropout (eval mode), as float32; the model's train/eval mode is restored."""
     was_training = model.training

@@ -13,7 +13,7 @@ import torch
 
 from embtune.data.vectors import nearest_neighbors
 from embtune.finetune.losses import info_nce_loss
-from embtune.finetune.objectives.base import Objective, embed, encode_frozen, item_text
+from embtune.finetune.objectives.base import Objective, embed, encode_frozen, item_text, text_index
 
 
 class NeighborsObjective(Objective):
@@ -32,10 +32,7 @@ class NeighborsObjective(Objective):
         self._index: dict[str, int] = {}
 
     def setup(self, model, items: list) -> None:
-        self._texts = [item_text(item) for item in items]
-        self._index = {}
-        for i, text in enumerate(self._texts):
-            self._index.setdefault(text, i)
+        self._texts, self._index = text_index(items)
 
     def refresh(self, model, items: list, step: int) -> None:
         if len(self.neighbors) == len(items) and step % self.refresh_every:

@@ -16,7 +16,7 @@ from sklearn.cluster import KMeans
 from embtune.data.vectors import l2_normalize
 from embtune.evaluate.clustering import choose_k
 from embtune.finetune.losses import info_nce_loss
-from embtune.finetune.objectives.base import Objective, embed, encode_frozen, item_text
+from embtune.finetune.objectives.base import Objective, embed, encode_frozen, item_text, text_index
 
 
 class PseudoLabelObjective(Objective):
@@ -37,10 +37,7 @@ class PseudoLabelObjective(Objective):
         self._members: dict[int, np.ndarray] = {}
 
     def setup(self, model, items: list) -> None:
-        self._texts = [item_text(item) for item in items]
-        self._index = {}
-        for i, text in enumerate(self._texts):
-            self._index.setdefault(text, i)
+        self._texts, self._index = text_index(items)
 
     def refresh(self, model, items: list, step: int) -> None:
         if len(self.labels) == len(items) and step % self.refresh_every:
