@@ -46,6 +46,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=None, help="default: each objective's own")
+    parser.add_argument("--anchor", type=float, default=0.0,
+                        help="weight of the pull towards the base model; runs are stored as NAME+anchorW")
+    parser.add_argument("--no-collapse-guard", action="store_true",
+                        help="let a collapsing run go on (to measure the objective itself); stored as NAME-unguarded")
     parser.add_argument("--keep-models", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "label_free.json")
     args = parser.parse_args()
@@ -58,25 +62,29 @@ def main() -> None:
         print("base", json.dumps(results["base"]), flush=True)
     for name in args.objectives.split(","):
         setup = {"steps": args.steps, "batch_size": args.batch_size, "learning_rate": args.lr, **PROTOCOL.get(name, {})}
-        out = RESULTS / "models" / name
+        key = name + (f"+anchor{args.anchor:g}" if args.anchor else "") + ("-unguarded" if args.no_collapse_guard else "")
+        out = RESULTS / "models" / key
         start = time.perf_counter()
         run = embtune.finetune(
             DATA / "banking77" / "train.jsonl", objective=name, output=out, overwrite=True, use_labels=False,
             max_steps=setup["steps"], batch_size=setup["batch_size"], learning_rate=setup["learning_rate"],
-            eval_every=setup["steps"], show_progress=False,
+            eval_every=setup["steps"], show_progress=False, write_report=False,
+            objective_params={"anchor": args.anchor} if args.anchor else None,
+            collapse_guard=not args.no_collapse_guard,
         )
         seconds = time.perf_counter() - start
-        results[name] = {"setup": {**setup, "learning_rate": setup["learning_rate"] or "objective default"},
+        results[key] = {"setup": {**setup, "learning_rate": setup["learning_rate"] or "objective default",
+                                  "anchor": args.anchor},
                          "train_seconds": round(seconds, 1), "stopped": run.stopped, **score(str(out))}
-        print(name, json.dumps(results[name]), flush=True)
+        print(key, json.dumps(results[key]), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
         if not args.keep_models:
             shutil.rmtree(out, ignore_errors=True)
     base = results["base"]
-    print(f"\n{'':10s} {'V':>6s} {'sil':>6s} {'DB':>6s} {'kNN':>6s} {'LR':>6s} {'STS-B':>6s} {'time s':>7s}")
+    print(f"\n{'':18s} {'V':>6s} {'sil':>6s} {'DB':>6s} {'kNN':>6s} {'LR':>6s} {'STS-B':>6s} {'time s':>7s}")
     for name, r in results.items():
-        print(f"{name:10s} {r['v_measure']:6.2f} {r['silhouette']:6.3f} {r['davies_bouldin']:6.2f} "
+        print(f"{name:18s} {r['v_measure']:6.2f} {r['silhouette']:6.3f} {r['davies_bouldin']:6.2f} "
               f"{r['knn_accuracy']:6.2f} {r['logreg_accuracy']:6.2f} {r['sts_spearman']:6.2f} "
               f"{r.get('train_seconds', 0):7.0f}  dV {r['v_measure'] - base['v_measure']:+.2f}")
 

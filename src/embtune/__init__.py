@@ -62,7 +62,19 @@ def finetune(corpus, **options):
     return run(corpus, **options)
 
 
+def auto(corpus, **options):
+    """Try label-free candidates within a budget and keep what held-out scores prove better (or the base model);
+    see :func:`embtune.auto_select.auto`.
+
+    >>> embtune.auto("tickets.jsonl", output="auto/", budget_minutes=20).chosen
+    """
+    from embtune.auto_select import auto as run
+
+    return run(corpus, **options)
+
+
 _LAZY = {
+    "AutoResult": "embtune.auto_select",
     "encode_corpus": "embtune.api",
     "Evaluation": "embtune.api",
     "TuneResult": "embtune.api",
@@ -77,7 +89,7 @@ _LAZY = {
     "SbertLearner": "embtune.finetune.sbert_learner",
 }
 
-__all__ = sorted([*_LAZY, "encode", "evaluate", "finetune", "tune", "__version__"])
+__all__ = sorted([*_LAZY, "auto", "encode", "evaluate", "finetune", "tune", "__version__"])
 
 
 def __getattr__(name: str):

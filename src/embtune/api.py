@@ -745,6 +745,8 @@ def report(
     seed: int = 0,
     projection: str = "pca",
     title: str | None = None,
+    notes: list[str] | None = None,
+    tables: list | None = None,
     device: str = "auto",
     cache: bool | VectorCache = True,
 ) -> ReportResult:
@@ -809,14 +811,14 @@ def report(
         for key in ("objective", "method", "steps", "kept_step", "stopped", "learning_rate", "batch_size", "n_train", "n_fit"):
             if key in record:
                 config[f"training: {key}"] = record[key]
-    notes = []
+    notes = list(notes or [])
     if labels is not None:
         notes.append("Labels are used here only to score and colour: label metrics of probes are on a held-out split.")
     report_data = ReportData(
         title=title or f"embtune report: {before_encoder.name} → {after_name}", before_name=before_encoder.name,
         after_name=after_name, corpus=Path(str(data.path)).name if data.path else "texts", n_texts=len(data),
         n_labels=data.n_labels, before=before_m, after=after_m, figures=figures, neighbours=neighbours, config=config,
-        notes=notes,
+        notes=notes, tables=list(tables or []),
     )
     rendered = render_markdown(report_data) if output.suffix.lower() == ".md" else render_html(report_data)
     atomic_write_text(output, rendered)

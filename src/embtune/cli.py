@@ -109,7 +109,8 @@ def _json_default(value):
 def _stdout_console():
     from rich.console import Console
 
-    return Console(soft_wrap=False)
+    # Piped output has no terminal width to respect; rich would assume 80 columns and cut the tables.
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 120)
 
 
 # -- encode ---------------------------------------------------------------------------------------------------------
@@ -525,6 +526,107 @@ def report(
                             device=device)
         if not quiet:
             print(f"wrote {result.output}", file=sys.stderr)
+
+    _run(quiet, debug, action)
+
+
+# -- auto -----------------------------------------------------------------------------------------------------------
+
+
+def _print_candidates(result) -> None:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=f"candidates scored on {result.n_heldout} held-out texts", box=box.SIMPLE_HEAD)
+    for column in ("candidate", "status", "criterion", "sil", "stab", "rank", "secs"):
+        table.add_column(column, justify="left" if column in ("candidate", "status") else "right", no_wrap=True)
+    if result.labels_reported:
+        table.add_column("V*", justify="right", no_wrap=True)
+    reasons = []
+    for r in result.candidates:
+        chosen = r.get("chosen")
+        cells = [("* " if chosen else "  ") + r["name"], r.get("status", ""),
+                 f"{r['score']:.4f}±{r['std']:.4f}" if "score" in r else "",
+                 f"{r['silhouette']:.3f}" if "silhouette" in r else "", f"{r['stability']:.2f}" if "stability" in r else "",
+                 f"{r['effective_rank']:.0f}" if "effective_rank" in r else "", f"{r.get('seconds', 0):.0f}"]
+        if result.labels_reported:
+            cells.append(f"{100 * r['v_measure']:.1f}" if "v_measure" in r else "")
+        table.add_row(*cells, style="bold" if chosen else None)
+        if r.get("reason") and r.get("status") != "scored":
+            reasons.append(f"  {r['name']}: {r['reason']}")
+    console = _stdout_console()
+    console.print(table)
+    console.print(f"criterion: KMeans(k={result.k}) silhouette x stability on held-out texts, mean±std over seeds; "
+                  "* marks the choice.")
+    for line in reasons:
+        console.print(line, markup=False)
+    if result.labels_reported:
+        console.print("V*: V-measure (x100) against the held-out labels, shown to check the choice, never used to make it.")
+
+
+@app.command(
+    epilog=(
+        "**Examples**\n\n"
+        "    embtune auto tickets.jsonl -o auto/ --budget-minutes 30\n\n"
+        "    embtune auto tickets.jsonl -o auto/ --candidates tuner:autoencoder,finetune:neighbors\n\n"
+        "Candidates: " + ", ".join(__import__("embtune.auto_select", fromlist=["CANDIDATES"]).CANDIDATES) + ".\n\n"
+        "Each candidate learns from the corpus minus a held-out part; all are scored on that part with a label-free "
+        "criterion (KMeans silhouette x stability at one k, collapse guards). The base model is kept unless a candidate "
+        "beats it beyond noise. Writes OUT/auto.json, OUT/model/ (the chosen model or tuner) and OUT/report.html."
+    )
+)
+def auto(
+    corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt, .csv, .tsv, .jsonl or .parquet.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for auto.json, model/ and report.html.")],
+    model: Model = "all-MiniLM-L6-v2",
+    budget_minutes: Annotated[float, typer.Option("--budget-minutes", min=0.1, help="Time for all candidates together.")] = 30.0,
+    candidates: Annotated[
+        Optional[str], typer.Option("--candidates", help="Comma-separated candidate names [default: tuners, then fine-tunes].")
+    ] = None,
+    labels: Annotated[
+        Optional[str],
+        typer.Option("--labels", "--label-field", help="Field with labels, to report against (never to choose) [default: 'label' when present]."),
+    ] = None,
+    no_labels: Annotated[bool, typer.Option("--no-labels", help="Ignore labels even if the corpus has them.")] = False,
+    text_field: TextField = "text",
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Most steps per fine-tune candidate (the budget may stop it sooner).")] = 200,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=2, help="Fine-tune batch size.")] = 32,
+    keep_candidates: Annotated[bool, typer.Option("--keep-candidates", help="Keep every candidate in OUT/candidates/.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier auto run in OUT.")] = False,
+    seed: Seed = 0,
+    device: Device = "auto",
+    no_cache: NoCache = False,
+    json_out: Json = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Try label-free candidates within a time budget; keep the one proven better on held-out texts, or the base."""
+
+    def action():
+        from embtune.auto_select import auto as run_auto
+
+        if labels is not None and no_labels:
+            raise EmbtuneError("--labels and --no-labels contradict each other; pass one")
+        result = run_auto(
+            corpus, output=output, model=model, budget_minutes=budget_minutes, candidates=candidates,
+            text_field=text_field, label_field=labels, use_labels=not no_labels, finetune_steps=steps,
+            batch_size=batch_size, keep_candidates=keep_candidates, overwrite=overwrite, seed=seed, device=device,
+            cache=not no_cache, show_progress=False if quiet else None,
+        )
+        if json_out:
+            _print_json(result.to_dict())
+            return
+        _print_candidates(result)
+        console = _stdout_console()
+        if result.model_path is not None:
+            console.print(f"chose [bold]{result.chosen}[/bold]: it {result.reason}.\nmodel: {result.model_path}"
+                          + ("  (a tuner: `embtune encode FILE --tuner " + str(result.model_path) + "`)"
+                             if result.chosen.startswith("tuner:") else f"  (`embtune encode FILE --model {result.model_path}`)"))
+        else:
+            console.print(f"kept the base model [bold]{result.base_model}[/bold]: {result.reason}.")
+        report_path = output / "report.html"
+        if report_path.is_file():
+            console.print(f"report: {report_path}")
 
     _run(quiet, debug, action)
 

@@ -48,6 +48,14 @@ class Figure:
 
 
 @dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+
+
+@dataclass
 class ReportData:
     """Everything a report shows; built by embtune.api.report, rendered here."""
 
@@ -63,6 +71,7 @@ class ReportData:
     neighbours: list[dict[str, Any]] = field(default_factory=list)  # {"query", "before": [...], "after": [...]}
     config: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)  # extra tables shown after the metrics (e.g. auto's candidates)
 
 
 def verdict(before: Metrics, after: Metrics, name: str) -> tuple[str, str]:
@@ -123,6 +132,10 @@ def render_html(data: ReportData) -> str:
             parts.append(f"<tr><td><code>{e(name)}</code></td><td class='num'>{e(before)}</td><td class='num'>{e(after)}</td>"
                          f"<td class='num {css}'>{e(delta)}</td><td class='{css}'>{e(words)}</td><td>{e(meaning)}</td></tr>")
     parts.append(f"</table><p class='note'>{e(describe_setup(data.before)).replace(chr(10), '<br>')}</p>")
+    for table in data.tables:
+        parts.append(f"<h2>{e(table.title)}</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in table.header) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in table.rows]
+        parts.append("</table>" + (f"<p class='note'>{e(table.caption)}</p>" if table.caption else ""))
     for figure in data.figures:
         encoded = base64.b64encode(figure.png).decode("ascii")
         parts.append(f"<h2>{e(figure.title)}</h2><img alt='{e(figure.title)}' src='data:image/png;base64,{encoded}'>")
@@ -156,6 +169,10 @@ def render_markdown(data: ReportData) -> str:
     for kind, cells, _ in _metric_rows(data):
         lines.append(f"| **{cells[0]}** | | | | | |" if kind == "group" else "| " + " | ".join(cells) + " |")
     lines += ["", describe_setup(data.before).replace("\n", "; "), ""]
+    for table in data.tables:
+        lines += [f"## {table.title}", "", "| " + " | ".join(table.header) + " |", "|" + "---|" * len(table.header)]
+        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in table.rows]
+        lines += ["", table.caption, ""] if table.caption else [""]
     for figure in data.figures:
         encoded = base64.b64encode(figure.png).decode("ascii")
         lines += [f"## {figure.title}", "", f"![{figure.title}](data:image/png;base64,{encoded})", "", figure.caption, ""]

@@ -1,0 +1,167 @@
+"""`embtune auto` and its label-free criterion: collapse and random weights cannot win, labels never decide,
+the budget is kept, and what is chosen is written where the user can use it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import embtune
+from embtune.cli import app
+from embtune.evaluate.criterion import beats, guard, score_space
+
+
+def planted(n_clusters=8, per=40, dim=32, spread=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_clusters, dim))
+    x = np.concatenate([c + spread * rng.normal(size=(per, dim)) for c in centres])
+    return x.astype(np.float32)
+
+
+def test_criterion_prefers_real_clusters_and_rejects_a_squashed_copy():
+    x = planted()
+    noise = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
+    base, blob = score_space(x, 8), score_space(noise, 8)
+    assert base.score > blob.score + 0.2
+    assert 0 < base.stability <= 1 and base.std >= 0 and len(base.per_seed) == 5
+    # The same clusters squashed into a tiny cap around one direction keep their silhouette (cosine distances all
+    # shrink alike) - only the guard sees the collapse.
+    squashed = guard(score_space(5.0 + 0.01 * x, 8), base)
+    assert squashed.rejected and "collapsed" in squashed.rejected
+    assert not beats(squashed, base)
+    # Blurring the clusters is not a win either.
+    blurred = guard(score_space(x + 1.5 * np.random.default_rng(2).normal(size=x.shape), 8), base)
+    assert blurred.rejected is None and blurred.score < base.score and not beats(blurred, base)
+    # Identical spaces: a difference of zero is never called a win.
+    assert not beats(score_space(x, 8), base)
+
+
+@pytest.fixture(scope="module")
+def demo_texts(demo_rows):
+    return [r["text"] for r in demo_rows[::3]]  # 668 texts over all 77 intents
+
+
+def _real_model():
+    from sentence_transformers import SentenceTransformer
+
+    from embtune.encoders import resolve_model
+
+    return SentenceTransformer(str(resolve_model("all-MiniLM-L6-v2").path), device="cpu")
+
+
+def test_criterion_scores_collapsed_and_random_models_below_the_base_model(demo_texts):
+    k = len(demo_texts) // 10
+    model = _real_model()
+    base = score_space(model.encode(demo_texts, batch_size=64), k)
+
+    # Deliberately collapsed: the last LayerNorm squashes every token to (almost) the same vector.
+    norm = model[0].auto_model.encoder.layer[-1].output.LayerNorm
+    with torch.no_grad():
+        norm.weight.mul_(0.02)
+        norm.bias.fill_(0.5)
+    collapsed = guard(score_space(model.encode(demo_texts, batch_size=64), k), base)
+
+    # Randomly initialised: the same architecture and tokenizer, none of the pretrained weights.
+    model = _real_model()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for module in model[0].auto_model.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
+                module.weight.normal_(0, 0.02)
+                if getattr(module, "bias", None) is not None:
+                    module.bias.zero_()
+            elif isinstance(module, torch.nn.LayerNorm):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+    random_init = guard(score_space(model.encode(demo_texts, batch_size=64), k), base)
+
+    for name, space in (("collapsed", collapsed), ("random init", random_init)):
+        assert space.score < base.score, (name, space.score, base.score)
+        assert space.rejected is not None, name
+        assert not beats(space, base), name
+
+
+@pytest.fixture()
+def corpus_file(tmp_path, demo_rows):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps({"text": r["text"], "label": r["label"]}) + "\n" for r in demo_rows[:500]))
+    return path
+
+
+CANDIDATES = "tuner:autoencoder,tuner:infonce-neighbors,finetune:augment"
+
+
+def _auto(corpus, out, model, **options):
+    return embtune.auto(corpus, output=out, model=str(model), candidates=CANDIDATES, finetune_steps=8, batch_size=16,
+                        budget_minutes=10, seeds=3, show_progress=False, **options)
+
+
+def test_auto_writes_the_table_the_choice_and_the_report(tiny_model, corpus_file, tmp_path):
+    result = _auto(corpus_file, tmp_path / "auto", tiny_model)
+    table = json.loads((tmp_path / "auto" / "auto.json").read_text())
+    assert [r["name"] for r in table["candidates"]] == ["base", *CANDIDATES.split(",")]
+    assert table["labels_used_to_choose"] is False and table["labels_reported"] is True
+    assert sum(r["chosen"] for r in table["candidates"]) == 1
+    assert table["chosen"] == result.chosen
+    for row in table["candidates"]:
+        assert row["status"] in ("scored", "rejected"), row
+        assert "v_measure" in row and "score" in row  # labels reported for every space
+    ft = next(r for r in table["candidates"] if r["name"] == "finetune:augment")
+    assert ft["steps"] == 8
+    assert result.n_fit + result.n_heldout == 500 and result.n_heldout == 100
+    assert (tmp_path / "auto" / "report.html").is_file()
+    assert not (tmp_path / "auto" / "candidates").exists()  # dropped unless --keep-candidates
+    if result.chosen == "base":
+        assert result.model_path is None and not (tmp_path / "auto" / "model").exists()
+    else:
+        assert result.model_path == tmp_path / "auto" / "model"
+        vectors = embtune.encode(["where is my card?"], model=str(tiny_model), tuner=result.model_path) \
+            if result.chosen.startswith("tuner:") else embtune.encode(["where is my card?"], model=str(result.model_path))
+        assert vectors.shape[0] == 1 and np.isfinite(vectors).all()
+    # A second run into the same folder must be asked for.
+    with pytest.raises(embtune.EmbtuneError, match="--overwrite"):
+        _auto(corpus_file, tmp_path / "auto", tiny_model)
+
+
+def test_labels_never_change_the_choice(tiny_model, corpus_file, tmp_path, demo_rows):
+    rows = [json.loads(line) for line in corpus_file.read_text().splitlines()]
+    shuffled = np.random.default_rng(0).permutation([r["label"] for r in rows])
+    other = tmp_path / "shuffled.jsonl"
+    other.write_text("".join(json.dumps({"text": r["text"], "label": str(y)}) + "\n" for r, y in zip(rows, shuffled)))
+    a = _auto(corpus_file, tmp_path / "a", tiny_model, write_report=False)
+    b = _auto(other, tmp_path / "b", tiny_model, write_report=False)
+    c = _auto(corpus_file, tmp_path / "c", tiny_model, write_report=False, use_labels=False)
+    assert a.chosen == b.chosen == c.chosen
+    for ra, rb, rc in zip(a.candidates, b.candidates, c.candidates):
+        assert ra["score"] == rb["score"] == rc["score"], ra["name"]
+    assert a.candidates[0]["v_measure"] != b.candidates[0]["v_measure"]  # the labels did differ
+    assert "v_measure" not in c.candidates[0]
+
+
+def test_a_spent_budget_skips_candidates_and_keeps_the_base_model(tiny_model, corpus_file, tmp_path):
+    result = embtune.auto(corpus_file, output=tmp_path / "out", model=str(tiny_model), budget_minutes=1e-4,
+                          candidates="finetune:neighbors,tuner:autoencoder", show_progress=False)
+    assert result.chosen == "base" and result.model_path is None
+    assert [r["status"] for r in result.candidates[1:]] == ["skipped", "skipped"]
+    assert all("budget" in r["reason"] for r in result.candidates[1:])
+    assert "no candidate could be scored" in result.reason
+
+
+def test_cli_auto_json_and_clear_errors(tiny_model, corpus_file, tmp_path):
+    runner = CliRunner()
+    bad = runner.invoke(app, ["auto", str(corpus_file), "-o", str(tmp_path / "x"), "--candidates", "tuner:nope"])
+    assert bad.exit_code == 1 and "unknown tuner:nope" in bad.output and "tuner:autoencoder" in bad.output
+    ok = runner.invoke(app, ["auto", str(corpus_file), "-o", str(tmp_path / "y"), "--model", str(tiny_model),
+                             "--candidates", "tuner:autoencoder", "--json", "--quiet", "--no-labels"])
+    assert ok.exit_code == 0, ok.output
+    payload = json.loads(ok.stdout)
+    assert payload["labels_reported"] is False and payload["candidates"][0]["name"] == "base"
+    table = runner.invoke(app, ["auto", str(corpus_file), "-o", str(tmp_path / "y"), "--model", str(tiny_model),
+                                "--candidates", "tuner:autoencoder", "--overwrite", "--quiet"])
+    assert table.exit_code == 0, table.output
+    assert "tuner:autoencoder" in table.stdout and ("kept the base model" in table.stdout or "chose" in table.stdout)
