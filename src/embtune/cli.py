@@ -699,6 +699,7 @@ def cache_clear(
 @app.command()
 def demo(
     model: Model = "all-MiniLM-L6-v2",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the auto run and its report.")] = Path("out/demo"),
     device: Device = "auto",
     quiet: Quiet = False,
     debug: Debug = False,
@@ -730,47 +731,32 @@ def demo(
             f"trained on 80 % of the queries labels the other 20 % with accuracy {m['logreg_accuracy']:.3f}.\n"
             f"- Effective rank {m['effective_rank']:.0f} of {m.info['dim']} dimensions: the space is far from collapsed."
         )
+        budget = 3.0
         console.print(
-            "\n[bold]Tuning without labels[/bold]: an InfoNCE tuner on the frozen vectors that pulls each query towards "
-            "its nearest neighbours (`embtune tune --method infonce --positives neighbors`). It is fitted on 80 % of the "
-            "queries without their intents; both spaces are then scored on the other 20 %.\n"
+            f"\n[bold]Choosing a tuning method without labels[/bold] (`embtune auto`, {budget:g}-minute budget): two "
+            "tuners on the frozen vectors and one short full fine-tune learn from 80 % of the queries without their "
+            "intents; every space is scored on the other 20 % by a label-free criterion, and the base model is kept "
+            "unless a candidate beats it beyond noise. The intents are shown next to it only to check the choice.\n"
         )
-        from embtune.api import tune as run_tune
+        from embtune.auto_select import auto as run_auto
 
-        tuned = run_tune(corpus, method="infonce", positives="neighbors", model=model, device=device,
-                         show_progress=False if quiet else None)
-        _print_comparison(tuned, f"label-free tuner vs base {tuned.model} (held-out)")
-        delta = tuned.delta()
+        result = run_auto(corpus, output=output, model=model, budget_minutes=budget, overwrite=True, device=device,
+                          candidates="tuner:infonce-neighbors,tuner:autoencoder,finetune:neighbors",
+                          show_progress=False if quiet else None)
+        _print_candidates(result)
+        chosen = next(r for r in result.candidates if r["chosen"])
+        base = result.candidates[0]
+        if result.model_path is not None:
+            console.print(f"\nChose [bold]{result.chosen}[/bold]: it {result.reason}. Its held-out V-measure "
+                          f"{100 * chosen['v_measure']:.1f} vs the base model's {100 * base['v_measure']:.1f}; "
+                          f"saved to {result.model_path}.")
+        else:
+            console.print(f"\nKept the base model: {result.reason}.")
         console.print(
-            "\nHow to read this: 'change' is after minus before, green when better, red when worse, and marked ≈ when "
-            "it is within twice the KMeans-seed spread (noise). "
-            f"Here V-measure moved {delta['v_measure']:+.3f} and the held-out linear probe {delta['logreg_accuracy']:+.3f}"
-            f" after {tuned.fit_seconds:.1f} s of fitting."
-        )
-
-        steps = 20
-        console.print(
-            f"\n[bold]Fine-tuning the whole model without labels[/bold]: {steps} steps of SimCLR-style InfoNCE on two "
-            "augmented views of each query (`embtune finetune --objective augment`), watched on 200 held-out queries "
-            "it never trains on (under a minute on 2 CPU cores).\n"
-        )
-        import tempfile
-
-        from embtune.api import finetune as run_finetune
-
-        with tempfile.TemporaryDirectory() as out:
-            tuned_model = run_finetune(corpus, objective="augment", model=model, output=Path(out) / "model",
-                                       max_steps=steps, batch_size=32, eval_every=steps, device=device,
-                                       show_progress=False if quiet else None)
-        _print_before_after(tuned_model.before, tuned_model.after,
-                            f"augment fine-tune vs base {tuned_model.base_model} (held-out slice)")
-        console.print(
-            "\nA short label-free run moves these numbers only a little, and not always the right way: on an already "
-            "strong model, instance-discrimination objectives (SimCSE and friends) tend to spread its clusters apart. "
-            "That is why embtune always scores a change on held-out data before you ship it.\n"
+            f"Report with maps, per-intent silhouettes and nearest neighbours before/after: {output / 'report.html'}\n"
             f"Finished in {time.perf_counter() - start:.0f} s. Next: `embtune evaluate YOUR_FILE.jsonl` "
-            "(add --labels FIELD, --test FILE or --pairs FILE), `embtune tune YOUR_FILE.jsonl -o tuner/`, or "
-            "`embtune finetune YOUR_FILE.jsonl -o model/`."
+            "(add --labels FIELD, --test FILE or --pairs FILE), `embtune auto YOUR_FILE.jsonl -o auto/`, "
+            "`embtune tune YOUR_FILE.jsonl -o tuner/` or `embtune finetune YOUR_FILE.jsonl -o model/`."
         )
 
     _run(quiet, debug, action)
