@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -19,12 +21,16 @@ def test_stsb_spearman_matches_published_figure():
     assert result.metrics["sts_spearman"] == pytest.approx(MTEB_STSB_MINILM, abs=0.005)
 
 
-def test_demo_runs_and_explains_its_numbers():
-    result = CliRunner().invoke(app, ["demo"])
+def test_demo_runs_and_explains_its_numbers(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "-o", str(out), "--budget-minutes", "1.5"])
     assert result.exit_code == 0, result.output
     assert "How to read this" in result.stdout
     assert "v_measure" in result.stdout and "logreg_accuracy" in result.stdout
-    second = CliRunner().invoke(app, ["demo", "--quiet"])  # cached: same numbers
-    assert second.exit_code == 0
-    table = [line for line in result.stdout.splitlines() if "v_measure" in line]
-    assert table == [line for line in second.stdout.splitlines() if "v_measure" in line]
+    # It ends with `embtune auto`: the candidate table, the choice, and where the report is.
+    assert "tuner:infonce-neighbors" in result.stdout and "never used to make it" in result.stdout
+    assert ("Chose " in result.stdout) != ("Kept the base model" in result.stdout)
+    assert f"{out / 'report.html'}" in result.stdout.replace("\n", "")
+    table = json.loads((out / "auto.json").read_text())
+    assert table["labels_used_to_choose"] is False and len(table["candidates"]) == 4
+    assert (out / "report.html").stat().st_size > 10_000

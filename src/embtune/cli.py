@@ -700,6 +700,7 @@ def cache_clear(
 def demo(
     model: Model = "all-MiniLM-L6-v2",
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the auto run and its report.")] = Path("out/demo"),
+    budget: Annotated[float, typer.Option("--budget-minutes", min=0.1, help="Time budget of the auto run.")] = 3.0,
     device: Device = "auto",
     quiet: Quiet = False,
     debug: Debug = False,
@@ -731,7 +732,6 @@ def demo(
             f"trained on 80 % of the queries labels the other 20 % with accuracy {m['logreg_accuracy']:.3f}.\n"
             f"- Effective rank {m['effective_rank']:.0f} of {m.info['dim']} dimensions: the space is far from collapsed."
         )
-        budget = 3.0
         console.print(
             f"\n[bold]Choosing a tuning method without labels[/bold] (`embtune auto`, {budget:g}-minute budget): two "
             "tuners on the frozen vectors and one short full fine-tune learn from 80 % of the queries without their "
