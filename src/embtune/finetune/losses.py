@@ -13,12 +13,14 @@ def info_nce_loss(
     temperature: float = 0.1,
     symmetric: bool = True,
     mask: torch.Tensor | None = None,
+    anchors: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Normalised InfoNCE (NT-Xent, SimCLR) with in-batch negatives: ``a[i]`` and ``b[i]`` are two views of item i.
 
     Both sides are L2-normalised, so logits are cosines / ``temperature``. ``symmetric`` averages the a→b and b→a
     directions. ``mask[i, j] = True`` removes ``b[j]`` as a negative for ``a[i]`` (e.g. a duplicate or a known
-    neighbour); the diagonal is never masked.
+    neighbour); the diagonal is never masked. ``anchors`` (bool per item) limits the loss to those items' rows (and
+    columns, for the symmetric direction); the others still serve as negatives.
 
     >>> loss = info_nce_loss(model(view1), model(view2), temperature=0.1)
     """
@@ -32,6 +34,14 @@ def info_nce_loss(
         mask.fill_diagonal_(False)
         logits = logits.masked_fill(mask, float("-inf"))
     targets = torch.arange(len(a), device=a.device)
+    if anchors is not None:
+        keep = anchors.to(a.device).bool()
+        if not keep.any():
+            return logits.sum() * 0.0  # nothing to learn from this batch, but keep the graph for the trainer
+        loss = F.cross_entropy(logits[keep], targets[keep])
+        if symmetric:
+            loss = (loss + F.cross_entropy(logits.T[keep], targets[keep])) / 2
+        return loss
     loss = F.cross_entropy(logits, targets)
     if symmetric:
         loss = (loss + F.cross_entropy(logits.T, targets)) / 2

@@ -1,6 +1,6 @@
 """pseudo: iterative pseudo-labels. KMeans on the current embeddings, keep the members closest to their centroid,
 and pull each confident text towards another member of its cluster while its cluster-mates are not negatives
-(supervised-contrastive style). Clusters are recomputed every ``refresh_every`` steps.
+(supervised-contrastive style); unconfident texts are only negatives. Clusters are recomputed every ``refresh_every`` steps.
 
 k is given, or chosen label-free: the k with the best cosine silhouette on the first embeddings (a documented rule,
 evaluate.clustering.choose_k). Beware (../shared/FINDINGS.md): this sharpens the model's own clusters, mistakes
@@ -48,7 +48,7 @@ class PseudoLabelObjective(Objective):
         if self.k is None:
             sample = x[np.random.default_rng(self.seed).permutation(len(x))[:5000]]
             self.k, _ = choose_k(sample, seed=self.seed)
-        km = KMeans(n_clusters=self.k, n_init=1, random_state=self.seed).fit(x)
+        km = KMeans(n_clusters=self.k, n_init=5, random_state=self.seed).fit(x)  # several inits: fewer merged clusters to lock in
         distance = np.linalg.norm(x - km.cluster_centers_[km.labels_], axis=1)
         labels = km.labels_.astype(np.int64).copy()
         for c in range(self.k):  # keep the `keep` most central members of each cluster
@@ -78,4 +78,6 @@ class PseudoLabelObjective(Objective):
         self.original_embeddings = a
         labels = labels.to(a.device)
         same = (labels.view(-1, 1) == labels.view(1, -1)) & (labels.view(-1, 1) >= 0)
-        return info_nce_loss(a, b, temperature=self.temperature, mask=same)
+        # Only confident members are anchors: an unconfident text paired with itself would be instance
+        # discrimination without augmentation, pushing it away from everything (blurring, not sharpening).
+        return info_nce_loss(a, b, temperature=self.temperature, mask=same, anchors=labels >= 0)
