@@ -110,7 +110,7 @@ def test_auto_writes_the_table_the_choice_and_the_report(tiny_model, corpus_file
     assert table["chosen"] == result.chosen
     for row in table["candidates"]:
         assert row["status"] in ("scored", "rejected"), row
-        assert "v_measure" in row and "score" in row  # labels reported for every space
+        assert "v_measure" in row and "knn_accuracy" in row and "score" in row  # labels reported for every space
     ft = next(r for r in table["candidates"] if r["name"] == "finetune:augment")
     assert ft["steps"] == 8
     assert result.n_fit + result.n_heldout == 500 and result.n_heldout == 100

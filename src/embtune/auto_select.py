@@ -137,6 +137,7 @@ def auto(
     from embtune.api import TUNING_FILE, _load_corpus, _open_cache, finetune, report
     from embtune.atomic import atomic_write_text
     from embtune.data.corpus import Corpus
+    from embtune.data.vectors import nearest_neighbors
     from embtune.encoders import load_encoder
     from embtune.encoders.encode import encode_items
     from embtune.progress import task_progress
@@ -179,10 +180,16 @@ def auto(
     n_classes = len(set(held_labels.tolist())) if held_labels is not None else 0
 
     def label_view(vectors) -> dict[str, float]:
+        """Label metrics on the held-out texts alone (no encoding of the fit part needed): KMeans V-measure at
+        k = number of labels, and leave-one-out 10-nearest-neighbour accuracy among the held-out texts."""
         if held_labels is None or not 2 <= n_classes < len(vectors):
             return {}
         v = cluster_metrics(vectors, n_classes, seeds=seeds, labels=held_labels)["v_measure"]
-        return {"v_measure": float(np.mean(v)), "v_measure_std": float(np.std(v))}
+        _, codes = np.unique(held_labels, return_inverse=True)
+        vote_codes = codes[nearest_neighbors(vectors, 10)]
+        predicted = np.array([np.bincount(row, minlength=codes.max() + 1).argmax() for row in vote_codes])
+        return {"v_measure": float(np.mean(v)), "v_measure_std": float(np.std(v)),
+                "knn_accuracy": float(np.mean(predicted == codes))}
 
     base_score = score_space(held_x, k, seeds=seeds)
     rows: list[dict[str, Any]] = [{
@@ -302,7 +309,7 @@ def candidate_table(result: AutoResult):
 
     header = ["candidate", "status", "criterion", "silhouette", "stability", "eff. rank", "spread", "seconds"]
     if result.labels_reported:
-        header.append("V-measure (labels, report only)")
+        header += ["V-measure (labels, report only)", "kNN accuracy (labels, report only)"]
     rows = []
     for r in result.candidates:
         cells = [r["name"] + ("  ← chosen" if r.get("chosen") else ""), r.get("status", ""),
@@ -312,11 +319,13 @@ def candidate_table(result: AutoResult):
                  f"{r.get('seconds', 0):.0f}"]
         if result.labels_reported:
             cells.append(f"{100 * r['v_measure']:.2f} ± {100 * r['v_measure_std']:.2f}" if "v_measure" in r else "")
+            cells.append(f"{100 * r['knn_accuracy']:.2f}" if "knn_accuracy" in r else "")
         rows.append(cells)
     caption = (f"criterion = KMeans(k={result.k}) cosine silhouette x stability (mean ARI between seeds), mean ± std "
                "over seeds, on the held-out texts; a candidate whose effective rank or spread fell below a quarter of "
                "the base model's is rejected as collapsed; the winner must beat the base model by more than the noise."
-               + (" Labels were used only for the last column, never to choose." if result.labels_reported else ""))
+               + (" Labels were used only for the last two columns (on the held-out texts; kNN is leave-one-out among "
+                  "them), never to choose." if result.labels_reported else ""))
     return Table(title="Candidates", header=header, rows=rows, caption=caption)
 
 

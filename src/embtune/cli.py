@@ -542,6 +542,7 @@ def _print_candidates(result) -> None:
         table.add_column(column, justify="left" if column in ("candidate", "status") else "right", no_wrap=True)
     if result.labels_reported:
         table.add_column("V*", justify="right", no_wrap=True)
+        table.add_column("kNN*", justify="right", no_wrap=True)
     reasons = []
     for r in result.candidates:
         chosen = r.get("chosen")
@@ -551,6 +552,7 @@ def _print_candidates(result) -> None:
                  f"{r['effective_rank']:.0f}" if "effective_rank" in r else "", f"{r.get('seconds', 0):.0f}"]
         if result.labels_reported:
             cells.append(f"{100 * r['v_measure']:.1f}" if "v_measure" in r else "")
+            cells.append(f"{100 * r['knn_accuracy']:.1f}" if "knn_accuracy" in r else "")
         table.add_row(*cells, style="bold" if chosen else None)
         if r.get("reason") and r.get("status") != "scored":
             reasons.append(f"  {r['name']}: {r['reason']}")
@@ -561,7 +563,8 @@ def _print_candidates(result) -> None:
     for line in reasons:
         console.print(line, markup=False)
     if result.labels_reported:
-        console.print("V*: V-measure (x100) against the held-out labels, shown to check the choice, never used to make it.")
+        console.print("V*, kNN*: V-measure and leave-one-out 10-NN accuracy (x100) against the held-out labels, shown to "
+                      "check the choice, never used to make it.")
 
 
 @app.command(
