@@ -5,8 +5,8 @@ chooses by its label-free criterion on the held-out part. The labels of the held
 report, for V-measure (KMeans, k = number of labels, 5 seeds) and leave-one-out 10-NN accuracy per candidate. The
 question: is the chosen candidate's V-measure within 1 point of the best candidate's by labels, and >= the base model's?
 
-Datasets: banking77 (../shared/data/banking77/train.jsonl, 77 intents) and rotten_tomatoes (bench/datasets.py, review
-sentiment, 2 labels).
+Datasets: banking77 (../shared/data/banking77/train.jsonl, 77 intents) and rotten_tomatoes (review
+sentiment, 2 labels; bench/bench_data.py).
 Usage: .venv/bin/python bench/auto_choice.py --dataset banking77 [--budget-minutes 30] [--candidates a,b,...]
        results: bench/results/auto_<dataset>/auto.json and report.html, and a summary printed at the end.
 """
@@ -25,7 +25,7 @@ def corpus_for(name: str) -> Path:
     if name == "banking77":
         return DATA / "banking77" / "train.jsonl"
     if name == "rotten_tomatoes":
-        from datasets import rotten_tomatoes  # bench/datasets.py (run from the repo root: bench/ is on sys.path)
+        from bench_data import rotten_tomatoes  # bench/bench_data.py (bench/ is on sys.path when run as a script)
 
         return rotten_tomatoes()[0]
     raise SystemExit(f"unknown dataset {name}: banking77 or rotten_tomatoes")
