@@ -57,6 +57,8 @@ def items_for(name: str, demo_rows):
             a, b = rng.integers(len(rows), size=2)
             pairs.append((rows[a]["text"], rows[b]["text"], float(rows[a]["label"] == rows[b]["label"])))
         return pairs
+    if name == "supcon":
+        return [(r["text"], r["label"]) for r in rows]
     return [r["text"] for r in rows]
 
 

@@ -542,6 +542,11 @@ def _training_items(objective_cls, corpus, text_field, label_field, use_labels, 
             data = _load_corpus(corpus, text_field, label_field, use_labels)
             items = list(data.texts)
         return items, data.texts, data.labels, str(data.path) if data.path else "texts"
+    if objective_cls.data == "labelled":
+        data = _load_corpus(corpus, text_field, label_field or "label", True)
+        if data.labels is None:
+            raise EmbtuneError(f"--objective {objective_cls.name} trains on labels: pass --labels FIELD")
+        return list(zip(data.texts, data.labels)), data.texts, data.labels, str(data.path) if data.path else "texts"
     pairs = read_pairs(corpus)
     if objective_cls.data == "pairs":
         negatives = pairs.negatives or [""] * len(pairs)
@@ -823,3 +828,127 @@ def report(
     rendered = render_markdown(report_data) if output.suffix.lower() == ".md" else render_html(report_data)
     atomic_write_text(output, rendered)
     return ReportResult(output=output, before=before_m, after=after_m, data=report_data)
+
+
+# -- classify: pretrained embeddings in a downstream classifier --------------------------------------------------
+
+CLASSIFY_METHODS = ("textcnn", "fewshot", "logreg")
+
+
+@dataclass
+class ClassifyResult:
+    """Held-out scores of a trained classifier: accuracy, macro-F1 and the most frequent confusions."""
+
+    classifier: Any
+    method: str
+    n_train: int
+    n_test: int
+    accuracy: float
+    macro_f1: float
+    confusions: list[tuple[str, str, int]]
+    fit_seconds: float
+    output: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "n_train": self.n_train, "n_test": self.n_test, "accuracy": self.accuracy,
+                "macro_f1": self.macro_f1, "fit_seconds": round(self.fit_seconds, 2),
+                "confusions": [{"true": t, "predicted": p, "count": c} for t, p, c in self.confusions],
+                "output": str(self.output) if self.output else None}
+
+
+def make_classifier(method: str, *, model: str = DEFAULT_MODEL, frozen: bool | None = None, seed: int = 0,
+                    device: str = "auto", **options):
+    """A classifier for ``method``: textcnn (frozen token embeddings unless ``frozen=False``), fewshot (fine-tuned
+    encoder unless ``frozen=True``), logreg (logistic regression on the frozen sentence vectors)."""
+    from embtune.downstream import FewShotClassifier, TextCNNClassifier
+
+    if method == "textcnn":
+        return TextCNNClassifier(model=model, embeddings="trainable" if frozen is False else "frozen",
+                                 random_state=seed, device=device, **options)
+    if method == "fewshot":
+        return FewShotClassifier(model=model, frozen=bool(frozen), random_state=seed, device=device, **options)
+    if method == "logreg":
+        if frozen is False:
+            raise EmbtuneError("--method logreg is a head on frozen vectors; use --method fewshot to train the encoder")
+        return FewShotClassifier(model=model, epochs=0, random_state=seed, device=device, **options)
+    raise EmbtuneError(f"--method {method!r}: use one of {', '.join(CLASSIFY_METHODS)}")
+
+
+def classify(
+    train: str | Path | Corpus,
+    *,
+    test: str | Path | Corpus | None = None,
+    method: str = "textcnn",
+    model: str = DEFAULT_MODEL,
+    frozen: bool | None = None,
+    output: str | Path | None = None,
+    text_field: str = "text",
+    label_field: str = "label",
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    device: str = "auto",
+    options: dict[str, Any] | None = None,
+) -> ClassifyResult:
+    """Train a classifier on labelled texts and score it on ``test`` (or a stratified ``test_fraction`` held out).
+
+    >>> result = embtune.classify("train.jsonl", test="test.jsonl", method="textcnn", output="clf/")
+    >>> result.accuracy, result.macro_f1
+    """
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    from embtune.evaluate.probes import holdout_split
+
+    def labelled(source) -> Corpus:
+        return source if isinstance(source, Corpus) else read_corpus(
+            source, text_field=text_field, label_field=label_field, require_labels=True)
+
+    data = labelled(train)
+    if data.labels is None:
+        raise EmbtuneError(f"{data.describe()}: classify needs a label per text (--labels FIELD)")
+    texts, labels = list(data.texts), np.asarray(data.labels)
+    if test is not None:
+        test_data = labelled(test)
+        test_texts, test_labels = list(test_data.texts), np.asarray(test_data.labels)
+    else:
+        fit_idx, test_idx = holdout_split(labels, test_fraction=test_fraction, seed=seed)
+        test_texts, test_labels = [texts[i] for i in test_idx], labels[test_idx]
+        texts, labels = [texts[i] for i in fit_idx], labels[fit_idx]
+    clf = make_classifier(method, model=model, frozen=frozen, seed=seed, device=device, **(options or {}))
+    log.info("training %s on %d texts (%d labels), scoring on %d", type(clf).__name__, len(texts),
+             len(set(labels.tolist())), len(test_texts))
+    start = time.perf_counter()
+    clf.fit(texts, labels)
+    fit_seconds = time.perf_counter() - start
+    predicted = clf.predict(test_texts)
+    names = np.unique(np.concatenate([labels, test_labels]))
+    matrix = confusion_matrix(test_labels, predicted, labels=names)
+    np.fill_diagonal(matrix, 0)
+    worst = np.dstack(np.unravel_index(np.argsort(matrix, axis=None)[::-1], matrix.shape))[0][:5]
+    confusions = [(str(names[i]), str(names[j]), int(matrix[i, j])) for i, j in worst if matrix[i, j] > 0]
+    result = ClassifyResult(
+        classifier=clf, method=method, n_train=len(texts), n_test=len(test_texts),
+        accuracy=float(accuracy_score(test_labels, predicted)),
+        macro_f1=float(f1_score(test_labels, predicted, average="macro", zero_division=0)),
+        confusions=confusions, fit_seconds=fit_seconds,
+    )
+    if output is not None:
+        result.output = clf.save(output)
+    return result
+
+
+def predict(classifier: str | Path, corpus: str | Path | list[str], *, text_field: str = "text") -> list[dict[str, Any]]:
+    """Labels (and the classifier's probability for each) for the texts of ``corpus`` with a saved classifier.
+
+    >>> embtune.predict("clf/", ["my card was charged twice"])[0]["label"]
+    """
+    from embtune.downstream import load_classifier
+
+    clf = load_classifier(classifier)
+    texts = _check_texts(corpus) if isinstance(corpus, list) else read_corpus(
+        corpus, text_field=text_field, label_field=None).texts
+    proba = clf.predict_proba(texts)
+    if getattr(clf, "multi_label", False):
+        return [{"text": t, "labels": [str(c) for c, p in zip(clf.classes_, row) if p >= 0.5]} for t, row in zip(texts, proba)]
+    best = proba.argmax(axis=1)
+    return [{"text": t, "label": str(clf.classes_[b]), "probability": round(float(row[b]), 4)}
+            for t, b, row in zip(texts, best, proba)]

@@ -634,6 +634,97 @@ def auto(
     _run(quiet, debug, action)
 
 
+# -- classify / predict ---------------------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog=(
+        "**Examples**\n\n"
+        "    embtune classify train.jsonl --test test.jsonl --method textcnn -o clf/\n\n"
+        "    embtune classify train.jsonl --method fewshot --test test.jsonl -o clf/\n\n"
+        "    embtune predict clf/ new.jsonl -o predictions.jsonl\n\n"
+        "textcnn: Conv1D over the model's token embeddings (its own tokenizer), frozen unless --trainable. fewshot: "
+        "contrastive fine-tune of the sentence encoder on the labels, then logistic regression (--frozen: a head on "
+        "frozen vectors instead). logreg: logistic regression on the frozen sentence vectors (the floor)."
+    )
+)
+def classify(
+    train: Annotated[Path, typer.Argument(help="Labelled training file: .csv, .tsv, .jsonl or .parquet.")],
+    test: Annotated[Optional[Path], typer.Option("--test", help="Labelled test file [default: 20 % of TRAIN held out].")] = None,
+    method: Annotated[str, typer.Option("--method", help="textcnn, fewshot or logreg.")] = "textcnn",
+    model: Model = "all-MiniLM-L6-v2",
+    frozen: Annotated[
+        Optional[bool], typer.Option("--frozen/--trainable", help="Keep the pretrained weights fixed, or train them [default: per method].")
+    ] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder to save the classifier in.")] = None,
+    labels: Annotated[str, typer.Option("--labels", "--label-field", help="Field holding the label.")] = "label",
+    text_field: TextField = "text",
+    epochs: Annotated[Optional[float], typer.Option("--epochs", min=0, help="Training epochs [default: per method].")] = None,
+    seed: Seed = 0,
+    device: Device = "auto",
+    json_out: Json = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Train a classifier on pretrained embeddings and score it on held-out texts: accuracy, macro-F1, confusions."""
+
+    def action():
+        from embtune.api import CLASSIFY_METHODS
+        from embtune.api import classify as run_classify
+
+        if method not in CLASSIFY_METHODS:
+            raise EmbtuneError(f"--method {method!r}: use one of {', '.join(CLASSIFY_METHODS)}")
+        options = {}
+        if epochs is not None:
+            options["n_epochs" if method == "textcnn" else "epochs"] = int(epochs) if method == "textcnn" else epochs
+        if method == "fewshot" and not quiet:
+            options["show_progress"] = True
+        result = run_classify(train, test=test, method=method, model=model, frozen=frozen, output=output,
+                              text_field=text_field, label_field=labels, seed=seed, device=device, options=options)
+        if json_out:
+            _print_json(result.to_dict())
+            return
+        console = _stdout_console()
+        where = f"{test.name}" if test is not None else "20 % of the training file, held out"
+        console.print(f"[bold]{method}[/bold] on {result.n_train} texts, scored on {result.n_test} ({where}): "
+                      f"accuracy {result.accuracy:.4f}, macro-F1 {result.macro_f1:.4f}, trained in {result.fit_seconds:.0f} s")
+        if result.confusions:
+            console.print("most confused (true → predicted, count):")
+            for true, pred, count in result.confusions:
+                console.print(f"  {true} → {pred}: {count}", markup=False)
+        if output is not None:
+            console.print(f"saved to {output}; apply it with `embtune predict {output} FILE`")
+
+    _run(quiet, debug, action)
+
+
+@app.command()
+def predict(
+    classifier: Annotated[Path, typer.Argument(help="Folder written by `embtune classify -o`.")],
+    corpus: Annotated[Path, typer.Argument(help="Texts to label: .txt, .csv, .tsv, .jsonl or .parquet.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write jsonl here instead of stdout.")] = None,
+    text_field: TextField = "text",
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Label texts with a saved classifier: one JSON object per text (text, label, probability)."""
+
+    def action():
+        from embtune.api import predict as run_predict
+        from embtune.atomic import atomic_write_text
+
+        rows = run_predict(classifier, corpus, text_field=text_field)
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        if output is None:
+            sys.stdout.write(lines)
+        else:
+            atomic_write_text(output, lines)
+            if not quiet:
+                print(f"wrote {len(rows)} predictions to {output}", file=sys.stderr)
+
+    _run(quiet, debug, action)
+
+
 # -- cache ----------------------------------------------------------------------------------------------------------
 
 

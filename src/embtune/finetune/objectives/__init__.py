@@ -19,6 +19,7 @@ _OBJECTIVES = {
     "neighbors": ("neighbors", "NeighborsObjective"),
     "pseudo": ("pseudo", "PseudoLabelObjective"),
     "sccl": ("sccl", "SCCLObjective"),
+    "supcon": ("supcon", "SupervisedContrastiveObjective"),
 }
 OBJECTIVE_NAMES = tuple(_OBJECTIVES)
 NEEDS_MODEL = {"tsdae", "ct", "mlm"}  # built around the model they train

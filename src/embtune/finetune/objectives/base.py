@@ -58,7 +58,8 @@ class Objective(torch.nn.Module):
 
     Class attributes describe the objective to the trainer and the CLI:
     - ``name``: the --objective value;
-    - ``data``: "texts" (label-free), "pairs" (anchor, positive[, negative]) or "scored_pairs" (text1, text2, score);
+    - ``data``: "texts" (label-free), "pairs" (anchor, positive[, negative]), "scored_pairs" (text1, text2, score) or
+      "labelled" (text, label);
     - ``defaults``: recommended learning rate, batch size and steps for this objective.
 
     Extra modules an objective owns (a decoder, a second encoder) are trained with the model and dropped at export.

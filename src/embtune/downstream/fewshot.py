@@ -1,0 +1,166 @@
+"""FewShotClassifier: SetFit's recipe on embtune's parts. Fine-tune the sentence encoder contrastively on the few
+labelled texts (the ``supcon`` objective through the one trainer: same-label texts are positives and never negatives),
+then fit a logistic-regression head on its vectors.
+
+``frozen=True`` is the cheap variant: the encoder stays as it is and a ContrastiveTuner (tuners/) learns a head on its
+frozen vectors from label pairs, then the logistic regression. Saved as a folder: the tuned encoder (a plain
+sentence-transformers folder) or the tuner, and the head (safetensors + JSON).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embtune.downstream.base import ClassifierBase, check_texts, encode_labels
+
+log = logging.getLogger(__name__)
+
+
+class FewShotClassifier(ClassifierBase):
+    """Contrastive fine-tune on the labelled texts + logistic regression.
+
+    >>> clf = FewShotClassifier(epochs=10).fit(texts_8_per_class, labels)
+    >>> clf.predict(["I was charged twice"])
+    """
+
+    def __init__(self, model: str = "all-MiniLM-L6-v2", epochs: float = 10.0, batch_size: int = 32,
+                 learning_rate: float = 2e-5, temperature: float = 0.05, frozen: bool = False, C: float = 1.0,
+                 max_seq_length: int | None = None, random_state: int = 0, device: str = "auto",
+                 show_progress: bool = False):
+        self.model = model
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.temperature = temperature
+        self.frozen = frozen
+        self.C = C
+        self.max_seq_length = max_seq_length
+        self.random_state = random_state
+        self.device = device
+        self.show_progress = show_progress
+
+    def fit(self, X, y):
+        from sklearn.linear_model import LogisticRegression
+
+        texts = check_texts(X, "X")
+        self.classes_, codes = encode_labels(texts, y, multi_label=False)
+        counts = np.bincount(codes)
+        if counts.min() < 2:
+            lonely = self.classes_[counts.argmin()]
+            log.warning("class %r has a single example: it gets no positive pair to learn from", lonely)
+        if self.frozen:
+            self._fit_frozen(texts, codes)
+        else:
+            self._fit_encoder(texts, codes)
+        vectors = self._features(texts)
+        self.head_ = LogisticRegression(C=self.C, max_iter=2000, random_state=self.random_state).fit(vectors, codes)
+        return self
+
+    def _fit_encoder(self, texts: list[str], codes: np.ndarray) -> None:
+        from embtune.encoders import resolve_model
+        from embtune.encoders.sentence_transformer import load_sentence_transformer
+        from embtune.finetune.objectives import make_objective
+        from embtune.finetune.trainer import TrainConfig, train
+        from embtune.progress import training_progress
+
+        device = "cuda" if self.device == "auto" and _cuda() else ("cpu" if self.device == "auto" else self.device)
+        self.encoder_ = load_sentence_transformer(resolve_model(self.model).path, device, self.max_seq_length)
+        self.n_steps_ = 0
+        if not self.epochs:  # epochs=0: logistic regression on the untouched encoder (the floor to beat)
+            self.encoder_.eval()
+            return
+        objective = make_objective("supcon", self.encoder_, temperature=self.temperature)
+        items = [(t, int(c)) for t, c in zip(texts, codes)]
+        config = TrainConfig(epochs=self.epochs, batch_size=min(self.batch_size, len(items)),
+                             learning_rate=self.learning_rate, seed=self.random_state)
+        total = config.total_steps(len(items))
+        with tempfile.TemporaryDirectory() as scratch, \
+                training_progress(total, self.show_progress, "few-shot fine-tune") as update:
+            result = train(self.encoder_, objective, items, config, checkpoint_dir=Path(scratch), on_step=update)
+        self.n_steps_ = result.steps
+        self.encoder_.eval()
+
+    def _fit_frozen(self, texts: list[str], codes: np.ndarray) -> None:
+        from embtune.encoders import load_encoder
+        from embtune.tuners import ContrastiveTuner
+
+        self.encoder_ = load_encoder(self.model, device=self.device)
+        vectors = self.encoder_.encode(texts)
+        self.tuner_ = ContrastiveTuner(random_state=self.random_state, device=self.device).fit(vectors, codes)
+        self.n_steps_ = 0
+
+    def _features(self, texts: list[str]) -> np.ndarray:
+        if self.frozen:
+            return self.tuner_.transform(self.encoder_.encode(texts))
+        return self.encoder_.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                                    show_progress_bar=False)
+
+    def _check_fitted(self) -> None:
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "head_")
+
+    def decision_function(self, X) -> np.ndarray:
+        self._check_fitted()
+        return self.head_.decision_function(self._features(check_texts(X, "X")))
+
+    def predict_proba(self, X) -> np.ndarray:
+        self._check_fitted()
+        return self.head_.predict_proba(self._features(check_texts(X, "X")))
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    # -- persistence ----------------------------------------------------------------------------------------------
+
+    def _fitted_state(self) -> dict[str, Any]:
+        return {"n_steps_": self.n_steps_, "head_classes": self.head_.classes_.tolist()}
+
+    def _save_weights(self, path: Path) -> None:
+        from safetensors.numpy import save
+
+        from embtune.atomic import atomic_open
+
+        if self.frozen:
+            self.tuner_.save(path / "tuner")
+        else:
+            self.encoder_.save(str(path / "encoder"))
+        tensors = {"coef": np.ascontiguousarray(self.head_.coef_, dtype=np.float64),
+                   "intercept": np.ascontiguousarray(self.head_.intercept_, dtype=np.float64)}
+        with atomic_open(path / "head.safetensors", "wb") as f:
+            f.write(save(tensors))
+
+    def _load_weights(self, path: Path, state: dict[str, Any]) -> None:
+        from safetensors.numpy import load_file
+        from sklearn.linear_model import LogisticRegression
+
+        if self.frozen:
+            from embtune.encoders import load_encoder
+            from embtune.tuners.base import load_tuner
+
+            self.encoder_ = load_encoder(self.model, device=self.device)
+            self.tuner_ = load_tuner(path / "tuner")
+        else:
+            from embtune.encoders.sentence_transformer import load_sentence_transformer
+
+            device = "cuda" if self.device == "auto" and _cuda() else ("cpu" if self.device == "auto" else self.device)
+            self.encoder_ = load_sentence_transformer(path / "encoder", device)
+            self.encoder_.eval()
+        weights = load_file(str(path / "head.safetensors"))
+        head = LogisticRegression(C=self.C)
+        head.classes_ = np.asarray(state["head_classes"])
+        head.coef_, head.intercept_ = weights["coef"], weights["intercept"]
+        head.n_features_in_ = head.coef_.shape[1]
+        self.head_, self.n_steps_ = head, state["n_steps_"]
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
