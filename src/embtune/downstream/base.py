@@ -13,8 +13,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from embtune.atomic import atomic_write_text
 from embtune.errors import EmbtuneError
+from embtune.saved_config import FORMAT_VERSION, read_saved_config
 
-FORMAT_VERSION = 1
 CONFIG = "config.json"
 CLASSIFIERS = {"TextCNNClassifier": "embtune.downstream.textcnn", "FewShotClassifier": "embtune.downstream.fewshot"}
 
@@ -88,18 +88,9 @@ class ClassifierBase(ClassifierMixin, BaseEstimator):
 def load_classifier(path: str | Path) -> ClassifierBase:
     """Any classifier saved with ``save`` (TextCNNClassifier, FewShotClassifier)."""
     path = Path(path)
-    config_path = path / CONFIG
-    if not config_path.is_file():
-        raise EmbtuneError(f"{path}: not a saved classifier (no {CONFIG}); train one with `embtune classify ... -o {path}`")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise EmbtuneError(f"{config_path}: not valid JSON ({e})") from None
-    name = config.get("embtune_classifier")
-    if name not in CLASSIFIERS:
-        raise EmbtuneError(f"{config_path}: not an embtune classifier (embtune_classifier={name!r})")
-    if config.get("format", 0) > FORMAT_VERSION:
-        raise EmbtuneError(f"{config_path}: written by a newer embtune (format {config['format']}); upgrade embtune")
+    config = read_saved_config(path, key="embtune_classifier", known=CLASSIFIERS, what="classifier",
+                               how=f"`embtune classify ... -o {path}`")
+    name = config["embtune_classifier"]
     cls = getattr(importlib.import_module(CLASSIFIERS[name]), name)
     clf = cls(**config["params"])
     clf.classes_ = np.asarray(config["classes"])

@@ -6,11 +6,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
 from embtune.tuners.base import TunerBase, as_float_tensor, make_adam, resolve_tuner_device, seeded_init, torch_generator
 from embtune.tuners.noise import check_kinds, corrupt
-from embtune.tuners.training import run_epochs
 
 
 class Autoencoder(torch.nn.Module):
@@ -105,27 +104,9 @@ class AutoencoderTuner(TunerBase):
             seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
             index, held_out = train_test_split(index, test_size=self.validation_fraction, random_state=seed)
             validation = (as_float_tensor(X[held_out], self.device_),)
-        log = run_epochs(
-            self.model_,
-            self.optimizer_,
-            loss,
-            (as_float_tensor(X[index], self.device_),),
-            n_epochs=self.n_epochs,
-            batch_size=self.batch_size,
-            generator=generator,
-            validation=validation,
-            n_iter_no_change=self.n_iter_no_change,
-            tol=self.tol,
-            name="AutoencoderTuner",
-        )
-        self.history_, self.validation_history_ = log.train_loss, log.val_loss
-        self.n_epochs_, self.best_epoch_ = log.epochs, log.best_epoch
+        self._run_epochs(loss, (as_float_tensor(X[index], self.device_),), generator, validation)
         return self
 
     def transform(self, X, y=None):
         """The code layer: (n, hidden_dim) float32."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float32, reset=False)
-        self.model_.eval()
-        with torch.no_grad():
-            return self.model_.encoder(as_float_tensor(X, self.device_)).cpu().numpy()
+        return self._encoder_output(X)

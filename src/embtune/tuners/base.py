@@ -22,8 +22,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from embtune.atomic import atomic_open, atomic_write_text
 from embtune.errors import EmbtuneError
+from embtune.saved_config import FORMAT_VERSION, read_saved_config
 
-FORMAT_VERSION = 1
 TUNERS: dict[str, type[TunerBase]] = {}  # filled as tuner classes are defined
 _TUNER_MODULES = ("feedforward", "contrastive", "autoencoder", "infonce")
 
@@ -107,6 +107,26 @@ class TunerBase(TransformerMixin, BaseEstimator):
     def _module(self) -> torch.nn.Module:
         return getattr(self, self._module_attr)
 
+    def _run_epochs(self, loss, data, generator, validation) -> None:
+        """The shared loop with this tuner's epochs, batch size and stopping rule; records the history attributes."""
+        from embtune.tuners.training import run_epochs
+
+        record = run_epochs(self.model_, self.optimizer_, loss, data, n_epochs=self.n_epochs, batch_size=self.batch_size,
+                            generator=generator, validation=validation, n_iter_no_change=self.n_iter_no_change,
+                            tol=self.tol, name=type(self).__name__)
+        self.history_, self.validation_history_ = record.train_loss, record.val_loss
+        self.n_epochs_, self.best_epoch_ = record.epochs, record.best_epoch
+
+    def _encoder_output(self, X) -> np.ndarray:
+        """``model_.encoder`` applied to validated ``X`` in eval mode, as float32 numpy."""
+        from sklearn.utils.validation import validate_data
+
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        self.model_.eval()
+        with torch.no_grad():
+            return self.model_.encoder(as_float_tensor(X, self.device_)).cpu().numpy()
+
     def save(self, path: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors`` into the folder ``path`` (created; files replaced atomically).
 
@@ -146,18 +166,9 @@ def load_tuner(path: str | Path) -> TunerBase:
     for module in _TUNER_MODULES:  # define (and so register) every tuner class
         importlib.import_module(f"embtune.tuners.{module}")
     path = Path(path)
-    config_path = path / "config.json"
-    if not config_path.is_file():
-        raise EmbtuneError(f"{path}: not a saved tuner (no config.json); save one with tuner.save(path) or `embtune tune -o`")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise EmbtuneError(f"{config_path}: not valid JSON ({e})") from None
-    name = config.get("embtune_tuner")
-    if name not in TUNERS:
-        raise EmbtuneError(f"{config_path}: unknown tuner class {name!r}; known: {', '.join(sorted(TUNERS))}")
-    if config.get("format", 0) > FORMAT_VERSION:
-        raise EmbtuneError(f"{config_path}: written by a newer embtune (format {config['format']}); upgrade embtune")
+    config = read_saved_config(path, key="embtune_tuner", known=TUNERS, what="tuner",
+                               how="tuner.save(path) or `embtune tune -o`")
+    name = config["embtune_tuner"]
     cls = TUNERS[name]
     defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
     params = {k: tuple(v) if isinstance(defaults.get(k), tuple) and isinstance(v, list) else v for k, v in config["params"].items()}

@@ -14,13 +14,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
 from embtune.data.vectors import nearest_neighbors
 from embtune.finetune.losses import info_nce_loss
 from embtune.tuners.base import TunerBase, as_float_tensor, make_adam, resolve_tuner_device, seeded_init, torch_generator
 from embtune.tuners.noise import check_kinds, corrupt
-from embtune.tuners.training import run_epochs
 
 
 MAX_VALIDATION = 2048  # held-out vectors scored in one InfoNCE batch
@@ -148,27 +147,9 @@ class InfoNCETuner(TunerBase):
             n_val = min(MAX_VALIDATION, max(2, int(round(self.validation_fraction * len(X)))))
             train_idx, val_idx = train_test_split(np.arange(len(X)), test_size=n_val, random_state=seed)
             index, validation = index[train_idx], (index[val_idx],)
-        log = run_epochs(
-            self.model_,
-            self.optimizer_,
-            loss,
-            (index,),
-            n_epochs=self.n_epochs,
-            batch_size=self.batch_size,
-            generator=generator,
-            validation=validation,
-            n_iter_no_change=self.n_iter_no_change,
-            tol=self.tol,
-            name="InfoNCETuner",
-        )
-        self.history_, self.validation_history_ = log.train_loss, log.val_loss
-        self.n_epochs_, self.best_epoch_ = log.epochs, log.best_epoch
+        self._run_epochs(loss, (index,), generator, validation)
         return self
 
     def transform(self, X, y=None):
         """Tuned vectors (same width as the input); the projection head is not applied."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float32, reset=False)
-        self.model_.eval()
-        with torch.no_grad():
-            return self.model_.encoder(as_float_tensor(X, self.device_)).cpu().numpy()
+        return self._encoder_output(X)

@@ -1,0 +1,32 @@
+"""Reading the config.json of a folder embtune saved (tuners, classifiers): one place for its checks and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from embtune.errors import EmbtuneError
+
+FORMAT_VERSION = 1
+
+
+def read_saved_config(path: str | Path, *, key: str, known, what: str, how: str) -> dict[str, Any]:
+    """The parsed ``path/config.json`` whose ``key`` names one of ``known`` classes, or a clear error.
+
+    ``what`` names the kind of folder ("tuner"), ``how`` says how to make one ("`embtune tune -o`").
+    """
+    path = Path(path)
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise EmbtuneError(f"{path}: not a saved {what} (no config.json); make one with {how}")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise EmbtuneError(f"{config_path}: not valid JSON ({e})") from None
+    name = config.get(key)
+    if name not in known:
+        raise EmbtuneError(f"{config_path}: unknown {what} class {name!r}; known: {', '.join(sorted(known))}")
+    if config.get("format", 0) > FORMAT_VERSION:
+        raise EmbtuneError(f"{config_path}: written by a newer embtune (format {config['format']}); upgrade embtune")
+    return config
