@@ -398,6 +398,7 @@ def _print_before_after(before: dict, after: dict, title: str) -> None:
         "    mlm       continued masked-LM pre-training (model folders with an MLM head)\n\n"
         "    mnrl      pairs file: text1 (anchor), text2 (positive)[, negative]\n\n"
         "    cosine / cosent   pairs file with a score (or 0/1 label)\n\n"
+        "    supcon    labelled corpus (--labels FIELD): same-label texts pulled together, never negatives\n\n"
         "    neighbors each text pulled towards its nearest neighbours (refreshed every --refresh-every steps)\n\n"
         "    pseudo    KMeans pseudo-labels, confident members, supervised-contrastive pull\n\n"
         "    sccl      augmented-view InfoNCE + a DEC clustering head (dropped at export)\n\n"
@@ -429,7 +430,7 @@ def finetune(
     max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Stop (and export) after this many minutes.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUT/checkpoints exactly where it stopped.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard an earlier run's checkpoints in OUT.")] = False,
-    labels: Annotated[Optional[str], typer.Option("--labels", "--label-field", help="Field with labels to watch V-measure (never trained on).")] = None,
+    labels: Annotated[Optional[str], typer.Option("--labels", "--label-field", help="Field with labels: only watched (V-measure) by every objective but supcon, which trains on them.")] = None,
     no_labels: Annotated[bool, typer.Option("--no-labels", help="Ignore labels even if the corpus has them.")] = False,
     text_field: TextField = "text",
     paraphrase_field: Annotated[Optional[str], typer.Option("--paraphrase-field", help="augment: field with paraphrases / back-translations (string or list).")] = None,
