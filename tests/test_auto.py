@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import embtune
 from embtune.cli import app
-from embtune.evaluate.criterion import beats, guard, score_space
+from embtune.evaluate.criterion import beats, choose, guard, score_space
 
 
 def planted(n_clusters=8, per=40, dim=32, spread=0.3, seed=0):
@@ -39,6 +39,25 @@ def test_criterion_prefers_real_clusters_and_rejects_a_squashed_copy():
     assert blurred.rejected is None and blurred.score < base.score and not beats(blurred, base)
     # Identical spaces: a difference of zero is never called a win.
     assert not beats(score_space(x, 8), base)
+
+
+def test_choose_keeps_the_base_model_unless_a_guarded_candidate_wins_on_real_structure():
+    x = planted(spread=0.6)
+    base = score_space(x, 8)
+    sharper = guard(score_space(planted(spread=0.2), 8), base)
+    squashed = guard(score_space(5.0 + 0.01 * planted(spread=0.1), 8), base)
+    assert choose(base, {"sharper": sharper, "squashed": squashed})[0] == "sharper"
+    name, reason = choose(base, {"squashed": squashed})
+    assert name == "base" and "rejected as collapsed" in reason
+    assert choose(base, {})[1] == "no candidate could be scored"
+    # No cluster structure in the base space (e.g. sentiment of reviews): a higher score proves nothing.
+    noise = np.random.default_rng(3).normal(size=(320, 256)).astype(np.float32)
+    blob = score_space(noise, 8)
+    assert blob.silhouette < 0.03
+    lumps = guard(score_space(noise + 0.8 * planted(n_clusters=8, per=40, dim=256, spread=0.0), 8), blob)
+    assert lumps.score > blob.score and lumps.rejected is None
+    name, reason = choose(blob, {"lumps": lumps})
+    assert name == "base" and "no cluster structure" in reason
 
 
 @pytest.fixture(scope="module")

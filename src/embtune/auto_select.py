@@ -142,7 +142,7 @@ def auto(
     from embtune.encoders.encode import encode_items
     from embtune.progress import task_progress
     from embtune.evaluate.clustering import cluster_metrics
-    from embtune.evaluate.criterion import beats, guard, noise_margin, score_space
+    from embtune.evaluate.criterion import choose, guard, score_space
     from embtune.tuners.methods import make_tuner
 
     start = time.perf_counter()
@@ -268,16 +268,7 @@ def auto(
     # The choice: the best guarded score, if it beats the base model by more than the KMeans-seed noise.
     scored = [r for r in rows[1:] if r.get("status") == "scored"]
     best = max(scored, key=lambda r: scores[r["name"]].score, default=None)
-    if best is not None and beats(scores[best["name"]], base_score):
-        margin = noise_margin(scores[best["name"]], base_score)
-        result.chosen = best["name"]
-        result.reason = (f"scores {scores[best['name']].score:.4f} vs the base model's {base_score.score:.4f}, "
-                         f"more than the noise margin {margin:.4f}")
-    elif best is not None:
-        result.reason = (f"no candidate beat the base model beyond noise (best: {best['name']} "
-                         f"{scores[best['name']].score:.4f} vs base {base_score.score:.4f})")
-    else:
-        result.reason = "no candidate could be scored"
+    result.chosen, result.reason = choose(base_score, {r["name"]: scores[r["name"]] for r in scored})
     for r in rows:
         r["chosen"] = r["name"] == result.chosen
     shown = result.chosen if result.chosen != "base" else (best["name"] if best else None)

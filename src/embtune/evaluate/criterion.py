@@ -8,6 +8,9 @@ data into a few arbitrary lumps raises it while the true structure falls apart (
 - times **stability**: the mean adjusted Rand index between KMeans runs with different seeds, which falls when the
   clusters are arbitrary cuts of a blob rather than real groups,
 - each per KMeans seed, so the score has a spread and a difference under the noise is not called a win;
+- **no structure, no verdict**: when the base space has no cluster structure on this corpus (silhouette below
+  MIN_STRUCTURE, e.g. review sentiment, where KMeans finds topics that are not the labels), a higher score only means
+  "more clusters appeared", which says nothing about quality, so the base model is kept;
 - **guards** against the base space: a candidate whose effective rank or spread (1 - mean pairwise cosine) falls below
   half the base model's is rejected as collapsed, whatever its score.
 """
@@ -23,6 +26,7 @@ from embtune.data.vectors import l2_normalize
 from embtune.evaluate.clustering import _silhouette, kmeans_assign
 from embtune.evaluate.geometry import effective_rank, mean_pairwise_cosine
 
+MIN_STRUCTURE = 0.03  # base silhouette below this: no cluster structure for the criterion to judge
 GUARD_RATIO = 0.25  # a candidate keeps at least this share of the base model's effective rank and spread (the trainer's collapse rule)
 
 
@@ -91,3 +95,23 @@ def noise_margin(a: SpaceScore, b: SpaceScore, *, floor: float = 0.01) -> float:
 def beats(candidate: SpaceScore, base: SpaceScore) -> bool:
     """True when ``candidate`` passed its guards and scores above ``base`` by more than the noise."""
     return candidate.rejected is None and candidate.score - base.score > noise_margin(candidate, base)
+
+
+def choose(base: SpaceScore, candidates: dict[str, SpaceScore]) -> tuple[str, str]:
+    """(name, reason): the best-scoring candidate that passed its guards and beats ``base`` beyond the noise, or
+    "base" with the reason none did.
+
+    >>> choose(score_space(base_x, 20), {"tuner": guard(score_space(tuned_x, 20), base)})
+    """
+    passed = {name: s for name, s in candidates.items() if s.rejected is None}
+    if not passed:
+        return "base", "no candidate could be scored" if not candidates else "every candidate was rejected as collapsed"
+    name, best = max(passed.items(), key=lambda item: item[1].score)
+    if base.silhouette < MIN_STRUCTURE:
+        return "base", (f"the base model's held-out texts have no cluster structure (silhouette {base.silhouette:.3f} < "
+                        f"{MIN_STRUCTURE}), so a label-free score cannot tell a better space from one with more lumps "
+                        f"(best: {name} {best.score:.4f} vs base {base.score:.4f})")
+    if beats(best, base):
+        return name, (f"scores {best.score:.4f} vs the base model's {base.score:.4f}, more than the noise margin "
+                      f"{noise_margin(best, base):.4f}")
+    return "base", f"no candidate beat the base model beyond noise (best: {name} {best.score:.4f} vs base {base.score:.4f})"
