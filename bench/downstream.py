@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,11 +78,13 @@ def setfit_run(texts, labels, test_x, seed: int, iterations: int) -> tuple[np.nd
     from embtune.encoders import resolve_model
 
     model = SetFitModel.from_pretrained(str(resolve_model("all-MiniLM-L6-v2").path), local_files_only=True)
-    args = TrainingArguments(num_iterations=iterations, seed=seed, report_to="none", show_progress_bar=False)
-    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": texts, "label": list(labels)}))
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as scratch:  # SetFit writes checkpoints into output_dir (default ./checkpoints)
+        args = TrainingArguments(output_dir=scratch, num_iterations=iterations, seed=seed, report_to="none",
+                                 show_progress_bar=False)
+        trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": texts, "label": list(labels)}))
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
     return np.asarray(model.predict(test_x)), seconds
 
 
@@ -92,7 +95,7 @@ def fewshot(args) -> None:
 
     train_x, train_y = load("train")
     test_x, test_y = load("test")
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         pick = per_class(train_y, 8, seed)
         texts, labels = [train_x[i] for i in pick], train_y[pick]
         row = {"n_train": len(pick)}
@@ -118,6 +121,7 @@ def main() -> None:
     parser.add_argument("--variants", default="frozen,trainable,random")
     parser.add_argument("--epochs", type=float, default=None, help="textcnn: max epochs (30); fewshot: our epochs (10)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--setfit-iterations", type=int, default=20, help="SetFit num_iterations (0 skips SetFit)")
     args = parser.parse_args()
     if args.part == "textcnn":
