@@ -221,7 +221,7 @@ def auto(
             log.info("auto: %s skipped (%.1f min of budget left)", spec.name, max(left_min, 0))
             save_progress()
             continue
-        folder = output / "candidates" / spec.name.replace(":", "-").replace("+", "-")
+        folder = _candidate_folder(output, spec.name)
         began = time.perf_counter()
         log.info("auto: %s (%s)", spec.name, spec.summary)
         try:
@@ -266,20 +266,19 @@ def auto(
         save_progress()
 
     # The choice: the best guarded score, if it beats the base model by more than the KMeans-seed noise.
-    scored = [r for r in rows[1:] if r.get("status") == "scored"]
-    best = max(scored, key=lambda r: scores[r["name"]].score, default=None)
-    result.chosen, result.reason = choose(base_score, {r["name"]: scores[r["name"]] for r in scored})
+    scored = {r["name"]: scores[r["name"]] for r in rows[1:] if r.get("status") == "scored"}
+    result.chosen, result.reason = choose(base_score, scored)
     for r in rows:
         r["chosen"] = r["name"] == result.chosen
-    shown = result.chosen if result.chosen != "base" else (best["name"] if best else None)
+    # the report's 'after' side: the choice, or the best-scoring candidate when the base model is kept
+    shown = result.chosen if result.chosen != "base" else max(scored, key=lambda n: scored[n].score, default=None)
     if result.chosen != "base":
-        source = output / "candidates" / result.chosen.replace(":", "-").replace("+", "-")
         result.model_path = output / "model"
-        shutil.move(str(source), result.model_path)
+        shutil.move(str(_candidate_folder(output, result.chosen)), result.model_path)
     save_progress()
 
     if write_report and shown is not None:
-        after = result.model_path or output / "candidates" / shown.replace(":", "-").replace("+", "-")
+        after = result.model_path or _candidate_folder(output, shown)
         note = (f"embtune auto chose {result.chosen}: it {result.reason}." if result.chosen != "base" else
                 f"embtune auto kept the base model: {result.reason}. The 'after' side shows the best candidate, "
                 "which was not chosen.")
@@ -318,6 +317,11 @@ def candidate_table(result: AutoResult):
                + (" Labels were used only for the last two columns (on the held-out texts; kNN is leave-one-out among "
                   "them), never to choose." if result.labels_reported else ""))
     return Table(title="Candidates", header=header, rows=rows, caption=caption)
+
+
+def _candidate_folder(output: Path, name: str) -> Path:
+    """Where a candidate is written while auto runs: its name with ':' and '+' made path-safe."""
+    return output / "candidates" / name.replace(":", "-").replace("+", "-")
 
 
 def _rounded(values: dict[str, Any]) -> dict[str, Any]:

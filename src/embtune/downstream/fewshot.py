@@ -63,13 +63,14 @@ class FewShotClassifier(ClassifierBase):
 
     def _fit_encoder(self, texts: list[str], codes: np.ndarray) -> None:
         from embtune.encoders import resolve_model
+        from embtune.encoders.device import resolve_device
         from embtune.encoders.sentence_transformer import load_sentence_transformer
         from embtune.finetune.objectives import make_objective
         from embtune.finetune.trainer import TrainConfig, train
         from embtune.progress import training_progress
 
-        device = "cuda" if self.device == "auto" and _cuda() else ("cpu" if self.device == "auto" else self.device)
-        self.encoder_ = load_sentence_transformer(resolve_model(self.model).path, device, self.max_seq_length)
+        self.encoder_ = load_sentence_transformer(resolve_model(self.model).path, resolve_device(self.device),
+                                                  self.max_seq_length)
         self.n_steps_ = 0
         if not self.epochs:  # epochs=0: logistic regression on the untouched encoder (the floor to beat)
             self.encoder_.eval()
@@ -146,10 +147,10 @@ class FewShotClassifier(ClassifierBase):
             self.encoder_ = load_encoder(self.model, device=self.device)
             self.tuner_ = load_tuner(path / "tuner")
         else:
+            from embtune.encoders.device import resolve_device
             from embtune.encoders.sentence_transformer import load_sentence_transformer
 
-            device = "cuda" if self.device == "auto" and _cuda() else ("cpu" if self.device == "auto" else self.device)
-            self.encoder_ = load_sentence_transformer(path / "encoder", device)
+            self.encoder_ = load_sentence_transformer(path / "encoder", resolve_device(self.device))
             self.encoder_.eval()
         weights = load_file(str(path / "head.safetensors"))
         head = LogisticRegression(C=self.C)
@@ -157,10 +158,4 @@ class FewShotClassifier(ClassifierBase):
         head.coef_, head.intercept_ = weights["coef"], weights["intercept"]
         head.n_features_in_ = head.coef_.shape[1]
         self.head_, self.n_steps_ = head, state["n_steps_"]
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
