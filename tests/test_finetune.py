@@ -17,7 +17,7 @@ import torch
 import embtune
 from embtune.errors import EmbtuneError
 from embtune.finetune.checkpoint import latest_checkpoint
-from embtune.finetune.objectives import OBJECTIVE_NAMES, make_objective
+from embtune.finetune.objectives import TEXT_OBJECTIVES, make_objective
 from embtune.finetune.objectives.base import Objective, embed
 from embtune.finetune.trainer import EvalSet, TrainConfig, TrainingStopped, train
 
@@ -62,7 +62,7 @@ def items_for(name: str, demo_rows):
     return [r["text"] for r in rows]
 
 
-@pytest.mark.parametrize("name", OBJECTIVE_NAMES)
+@pytest.mark.parametrize("name", TEXT_OBJECTIVES)
 def test_every_objective_lowers_its_loss(name, tiny_model, tiny_mlm_model, demo_rows, tmp_path):
     model = load(tiny_mlm_model if name == "mlm" else tiny_model)
     objective = make_objective(name, model)

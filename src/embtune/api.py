@@ -14,6 +14,7 @@ import numpy as np
 from embtune.atomic import atomic_write_text
 from embtune.data.augment import dropout_views
 from embtune.data.corpus import Corpus, read_corpus
+from embtune.data.images import is_image_corpus, read_image_corpus
 from embtune.data.pairs import read_pairs
 from embtune.data.readers import FORMATS
 from embtune.data.vectors import NpyStreamWriter, l2_normalize
@@ -74,7 +75,12 @@ def encode_corpus(
     if tuner is not None:
         tuner, model = _tuner_and_base_model(tuner, model, vector_cache, device)
         transform = tuner.transform
-    encoder = load_encoder(model or DEFAULT_MODEL, device=device, cache=vector_cache)
+    image_data = None
+    if isinstance(corpus, (str, Path)) and is_image_corpus(corpus):
+        image_data = read_image_corpus(corpus, use_labels=False)
+        encoder = _encoder_for(model, image_data, device=device, cache=vector_cache)
+    else:
+        encoder = load_encoder(model or DEFAULT_MODEL, device=device, cache=vector_cache)
 
     def finish(vectors: np.ndarray) -> np.ndarray:
         if transform is None:
@@ -82,7 +88,9 @@ def encode_corpus(
         vectors = np.asarray(transform(vectors), dtype=np.float32)
         return l2_normalize(vectors) if normalize else vectors
 
-    if isinstance(corpus, (str, Path)):
+    if image_data is not None:
+        texts = image_data.texts
+    elif isinstance(corpus, (str, Path)):
         corpus_path = Path(corpus)
         with task_progress(f"encoding {corpus_path.name}", estimate_rows(corpus_path), show_progress) as advance:
             if output is not None:
@@ -202,11 +210,38 @@ def _load_corpus(corpus, text_field: str, label_field: str | None, use_labels: b
     _refuse_bare_text(corpus)
     if not isinstance(corpus, (str, Path)):
         return Corpus(texts=_check_texts(corpus))
+    if is_image_corpus(corpus):
+        return read_image_corpus(corpus, label_field=label_field or "label", use_labels=use_labels)
     if not use_labels:
         return read_corpus(corpus, text_field=text_field, label_field=None)
     if label_field is None:
         return read_corpus(corpus, text_field=text_field, label_field="label", require_labels=False)
     return read_corpus(corpus, text_field=text_field, label_field=label_field, require_labels=True)
+
+
+def _read_test(test: str | Path, text_field: str, label_field: str | None, labelled: bool) -> Corpus:
+    """A --test file of the same kind as the corpus (texts or images), with labels when the corpus has them."""
+    if is_image_corpus(test):
+        return read_image_corpus(test, label_field=label_field or "label", use_labels=labelled)
+    return read_corpus(test, text_field=text_field, label_field=(label_field or "label") if labelled else None,
+                       require_labels=labelled)
+
+
+def _encoder_for(model, data: Corpus, *, device: str, cache: VectorCache | None) -> Encoder:
+    """The encoder for ``data``: the default model follows the corpus (all-MiniLM-L6-v2 for texts, EfficientNet-Lite0
+    for images); a text model on images, or the reverse, is refused with what to pass instead."""
+    from embtune.encoders.image import DEFAULT_IMAGE_MODEL
+
+    images = data.unit == "images"
+    if images and (model is None or (isinstance(model, str) and model == DEFAULT_MODEL)):
+        model = DEFAULT_IMAGE_MODEL
+    encoder = load_encoder(model, device=device, cache=cache)
+    wanted = "image" if images else "text"
+    if getattr(encoder, "modality", "text") != wanted:
+        where = data.path or "the corpus"
+        hint = f"--model {DEFAULT_IMAGE_MODEL} (or an image model folder)" if images else f"--model {DEFAULT_MODEL}"
+        raise EmbtuneError(f"{where} holds {data.unit} but {encoder.name} is a {encoder.modality} model; pass {hint}")
+    return encoder
 
 
 def _load_vectors(vectors, n_texts: int, source: str) -> np.ndarray:
@@ -269,10 +304,7 @@ def evaluate(
         notes.append(f"labels from field {label_field or 'label'!r}: {data.n_labels} distinct")
     test_data = None
     if test is not None:
-        test_data = read_corpus(
-            test, text_field=text_field, label_field=(label_field or "label") if data.labels is not None else None,
-            require_labels=data.labels is not None,
-        )
+        test_data = _read_test(test, text_field, label_field, data.labels is not None)
     if vectors is not None and (test is not None or pairs is not None):
         raise EmbtuneError("--vectors cannot be combined with --test or --pairs (they need a model); give --model instead")
 
@@ -287,7 +319,7 @@ def evaluate(
         model_name = Path(vectors).name if isinstance(vectors, (str, Path)) else "given vectors"
         encoder = None
     else:
-        encoder = load_encoder(model, device=device, cache=vector_cache)
+        encoder = _encoder_for(model, data, device=device, cache=vector_cache)
         model_name = encoder.name
         corpus_vectors = encode_texts(data.texts, data.path.name if data.path else "texts")
 
@@ -304,7 +336,7 @@ def evaluate(
             positive=pair_data.positive_mask(),
         )
     views = None
-    if pair_vectors is None and encoder is not None:
+    if pair_vectors is None and encoder is not None and encoder.modality == "text":
         base_texts, base_vectors = (test_data.texts, test_vectors) if test_data is not None else (data.texts, corpus_vectors)
         pick = np.random.default_rng(seed).permutation(len(base_texts))[:ALIGNMENT_SAMPLE]
         augmented = dropout_views([base_texts[i] for i in pick], seed=seed)
@@ -421,7 +453,7 @@ def tune(
     tuner = make_tuner(method, hidden_dim=hidden_dim, epochs=epochs, learning_rate=learning_rate, positives=positives,
                        random_state=seed, device=device)
     vector_cache = _open_cache(cache)
-    encoder = load_encoder(model, device=device, cache=vector_cache)
+    encoder = _encoder_for(model, data, device=device, cache=vector_cache)
 
     def encode_texts(texts: list[str], what: str) -> np.ndarray:
         with task_progress(f"encoding {what}", len(texts), show_progress) as advance:
@@ -431,10 +463,7 @@ def tune(
     vectors = encode_texts(data.texts, data.path.name if data.path else "texts")
     labels = np.asarray(data.labels) if data.labels is not None else None
     if test is not None:
-        test_data = read_corpus(
-            test, text_field=text_field, label_field=(label_field or "label") if labels is not None else None,
-            require_labels=labels is not None,
-        )
+        test_data = _read_test(test, text_field, label_field, labels is not None)
         fit_x, fit_y = vectors, labels
         held_x = encode_texts(test_data.texts, Path(test).name)
         held_y = np.asarray(test_data.labels) if test_data.labels is not None else None
@@ -482,7 +511,8 @@ def tune(
         }
         atomic_write_text(Path(output) / TUNING_FILE, json.dumps(meta, indent=2, default=str) + "\n")
         if write_report:
-            report(data, before=model if isinstance(model, str) else None, after=output,
+            base_spec = encoder.source if encoder.modality == "image" else model if isinstance(model, str) else None
+            report(data, before=base_spec, after=output,
                    output=Path(output) / "report.html", k=k, seeds=seeds, seed=seed, device=device, cache=vector_cache)
     return result
 
@@ -532,6 +562,14 @@ class FinetuneResult:
 
 def _training_items(objective_cls, corpus, text_field, label_field, use_labels, paraphrase_field):
     """Items for the objective's kind of data, plus the texts and labels used to watch training."""
+    if objective_cls.data == "images":
+        data = _load_corpus(corpus, text_field, label_field, use_labels)
+        if data.unit != "images":
+            raise EmbtuneError(
+                f"--objective {objective_cls.name} trains image models, and {data.describe()}; pass a folder of images "
+                "or an index file (.jsonl/.csv) with a 'path' field"
+            )
+        return list(data.texts), data.texts, data.labels, str(data.path) if data.path else "images"
     if objective_cls.data == "texts":
         if paraphrase_field:
             from embtune.data.corpus import read_paraphrase_corpus
@@ -579,6 +617,7 @@ def finetune(
     learning_rate: float | None = None,
     grad_accum: int = 1,
     max_seq_length: int | None = None,
+    resolution: int | None = None,
     eval_every: int | None = None,
     checkpoint_every: int | None = None,
     early_stopping: str | None = None,
@@ -595,7 +634,9 @@ def finetune(
 ) -> FinetuneResult:
     """Fine-tune the whole model on a corpus with ``objective`` and export it to ``output`` (a sentence-transformers
     folder with a model card). Label-free objectives read texts; ``mnrl`` reads pairs (text1, text2[, negative]);
-    ``cosine``/``cosent`` read scored pairs.
+    ``cosine``/``cosent`` read scored pairs. Image objectives (simclr, moco, byol, autoencoder, inpaint) read an image
+    folder or index and train an image backbone (default EfficientNet-Lite0 at ``resolution`` pixels, 128), exported
+    as safetensors + config.json.
 
     A held-out slice of the corpus (up to 1,000 texts, never trained on) is evaluated at the start and every
     ``eval_every`` steps; labels in the corpus and an ``sts`` pair file are used there to watch, never to train.
@@ -629,6 +670,10 @@ def finetune(
         import shutil
 
         shutil.rmtree(checkpoint_dir)
+    images = objective_cls.data == "images"
+    if not images and isinstance(corpus, (str, Path)) and Path(corpus).is_dir():
+        raise EmbtuneError(f"{corpus} is a folder of images: use an image objective (--objective simclr, moco, byol, "
+                           "autoencoder or inpaint)")
     items, watch_texts, watch_labels, source = _training_items(
         objective_cls, corpus, text_field, label_field, use_labels, paraphrase_field
     )
@@ -650,14 +695,22 @@ def finetune(
                 raise InputError(sts_data.path, "--sts needs a pair file with a 'score' field (e.g. STS-B)")
             keep = rng.permutation(len(sts_data))[:STS_MONITOR_PAIRS]
             sts_pairs = ([sts_data.text1[i] for i in keep], [sts_data.text2[i] for i in keep], sts_data.scores[keep])
-        eval_set = EvalSet(texts=eval_texts, labels=eval_labels, view_texts=dropout_views(eval_texts, seed=seed),
-                           sts=sts_pairs)
+        eval_set = EvalSet(texts=eval_texts, labels=eval_labels, sts=sts_pairs,
+                           view_texts=None if images else dropout_views(eval_texts, seed=seed))
     elif early_stopping:
         raise EmbtuneError(f"--early-stopping needs a held-out slice: the corpus is too small ({len(watch_texts)} texts)")
 
-    resolved = resolve_model(model)
-    encoder = SentenceTransformerEncoder(resolved.path, name=resolved.name, device=device, max_seq_length=max_seq_length)
-    st_model = encoder.model
+    if images:
+        encoder = _encoder_for(model, Corpus(texts=[], path=Path(source), unit="images"), device=device, cache=None)
+        if resolution:
+            encoder.resolution = resolution
+        resolved = resolve_model(encoder.source)
+        st_model = encoder.model
+    else:
+        resolved = resolve_model(model)
+        encoder = SentenceTransformerEncoder(resolved.path, name=resolved.name, device=device,
+                                             max_seq_length=max_seq_length)
+        st_model = encoder.model
     if eval_set is not None:
         if eval_set.labels is not None:
             eval_set.k = len(set(eval_set.labels))
@@ -687,10 +740,12 @@ def finetune(
         "seed": seed, "seconds": result.seconds, "output": str(output), "before": result.initial, "after": after,
         "history": result.history, "losses": result.losses, "config": asdict(config),
     }
+    if images:
+        summary.update(modality="image", resolution=st_model.resolution, base_model_path=encoder.source)
     export_model(st_model, output, summary)
-    if write_report and objective_cls.data == "texts":
-        report(corpus, before=model, after=output, output=output / "report.html", text_field=text_field,
-               label_field=label_field, use_labels=use_labels, seed=seed, device=device)
+    if write_report and objective_cls.data in ("texts", "images"):
+        report(corpus, before=encoder.source if images else model, after=output, output=output / "report.html",
+               text_field=text_field, label_field=label_field, use_labels=use_labels, seed=seed, device=device)
     return FinetuneResult(
         output=output, objective=objective, base_model=resolved.name, steps=result.steps, kept_step=result.kept_step,
         stopped=result.stopped, seconds=result.seconds, n_train=len(items), n_eval=summary["n_eval"],

@@ -40,7 +40,8 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on std
 Model = Annotated[
     str,
     typer.Option(
-        "--model", "-m", help="Shipped model name (all-MiniLM-L6-v2), or a local sentence-transformers / Hugging Face folder."
+        "--model", "-m", help="Shipped model name (all-MiniLM-L6-v2; efficientnet-lite0 for images, the default there), "
+        "or a local sentence-transformers / Hugging Face / embtune image model folder."
     ),
 ]
 Device = Annotated[str, typer.Option("--device", help="auto (GPU if present), cpu, cuda, cuda:N or mps.")]
@@ -127,7 +128,7 @@ def _stdout_console():
     )
 )
 def encode(
-    corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt (one text per line), .csv, .tsv, .jsonl or .parquet.")],
+    corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt (one text per line), .csv, .tsv, .jsonl or .parquet; or images (a folder, or an index with a 'path' field).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the vectors (.npy, float32, one row per text).")],
     model: Annotated[
         Optional[str],
@@ -208,7 +209,7 @@ def encode(
     )
 )
 def evaluate(
-    corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt, .csv, .tsv, .jsonl or .parquet.")],
+    corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt, .csv, .tsv, .jsonl or .parquet; or images (a folder, or an index with a 'path' field).")],
     model: Model = "all-MiniLM-L6-v2",
     vectors: Annotated[
         Optional[Path], typer.Option("--vectors", help="Evaluate these precomputed vectors (.npy, one row per text) instead.")
@@ -297,7 +298,7 @@ def _print_comparison(result, title: str) -> None:
     )
 )
 def tune(
-    corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt, .csv, .tsv, .jsonl or .parquet.")],
+    corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt, .csv, .tsv, .jsonl or .parquet; or images (a folder, or an index with a 'path' field).")],
     method: Annotated[
         str, typer.Option("--method", help="feedforward, contrastive, autoencoder or infonce (see below).")
     ] = "infonce",
@@ -402,20 +403,28 @@ def _print_before_after(before: dict, after: dict, title: str) -> None:
         "    neighbors each text pulled towards its nearest neighbours (refreshed every --refresh-every steps)\n\n"
         "    pseudo    KMeans pseudo-labels, confident members, supervised-contrastive pull\n\n"
         "    sccl      augmented-view InfoNCE + a DEC clustering head (dropped at export)\n\n"
+        "Images (a folder, class/ sub-folders = labels, or a .jsonl/.csv index with a 'path' field; default model "
+        "efficientnet-lite0, --resolution 128):\n\n"
+        "    simclr    two augmented views, projection head, normalised InfoNCE\n\n"
+        "    moco      momentum encoder + a queue of past keys\n\n"
+        "    byol      online predictor regresses an EMA target network (no negatives)\n\n"
+        "    autoencoder   dense bottleneck + decoder rebuilds the pixels (--denoise: from a corrupted image)\n\n"
+        "    inpaint   random patches masked; a decoder predicts them from the features\n\n"
         "Any objective takes --anchor W: a pull back towards the base model's embeddings that keeps general ability.\n\n"
         "**Examples**\n\n"
         "    embtune finetune tickets.jsonl --objective augment -o out/ --max-steps 300\n\n"
         "    embtune finetune tickets.jsonl -o out/ --resume\n\n"
         "    embtune finetune pairs.jsonl --objective mnrl -o out/ --epochs 1\n\n"
+        "    embtune finetune photos/ --objective simclr -o out/ --epochs 5\n\n"
         "A held-out slice (up to 1,000 texts) is never trained on; it is scored at the start and every --eval-every "
         "steps (labels and --sts are used there to watch, never to train). Checkpoints go to OUT/checkpoints; a killed "
         "run continues exactly with --resume. The result loads with SentenceTransformer(OUT) or --model OUT."
     )
 )
 def finetune(
-    corpus: Annotated[Path, typer.Argument(help="Texts (.txt/.csv/.tsv/.jsonl/.parquet), or a pairs file for mnrl/cosine/cosent.")],
+    corpus: Annotated[Path, typer.Argument(help="Texts (.txt/.csv/.tsv/.jsonl/.parquet), a pairs file for mnrl/cosine/cosent, or images (folder or index).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the fine-tuned model (and its checkpoints).")],
-    objective: Annotated[str, typer.Option("--objective", help="augment, simcse, tsdae, ct, mlm, neighbors, pseudo, sccl, mnrl, cosine or cosent.")] = "augment",
+    objective: Annotated[str, typer.Option("--objective", help="Texts: augment, simcse, tsdae, ct, mlm, neighbors, pseudo, sccl, mnrl, cosine, cosent, supcon. Images: simclr, moco, byol, autoencoder, inpaint.")] = "augment",
     model: Model = "all-MiniLM-L6-v2",
     epochs: Annotated[float, typer.Option("--epochs", min=0.0, help="Passes over the data (ignored with --max-steps).")] = 1.0,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Optimizer steps to run.")] = None,
@@ -440,6 +449,8 @@ def finetune(
     neighbors_k: Annotated[Optional[int], typer.Option("--neighbors", min=1, help="neighbors: how many nearest neighbours are positives.")] = None,
     clusters: Annotated[Optional[int], typer.Option("--clusters", min=2, help="pseudo / sccl: number of clusters [default: best silhouette].")] = None,
     refresh_every: Annotated[Optional[int], typer.Option("--refresh-every", min=1, help="neighbors / pseudo: steps between recomputing neighbours or clusters.")] = None,
+    resolution: Annotated[Optional[int], typer.Option("--resolution", min=8, help="Images: side in pixels the backbone sees [default: 128, or the saved model's].")] = None,
+    denoise: Annotated[bool, typer.Option("--denoise", help="autoencoder (images): rebuild the clean image from a corrupted one.")] = False,
     no_collapse_guard: Annotated[bool, typer.Option("--no-collapse-guard", help="Let a collapsing run go on (to study it).")] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Do not write OUT/report.html.")] = False,
     seed: Seed = 0,
@@ -448,7 +459,7 @@ def finetune(
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Fine-tune the whole model, label-free or on pairs; watch it on held-out data; export a sentence-transformers folder."""
+    """Fine-tune the whole model (text or image), label-free or on pairs; watch it on held-out data; export it."""
 
     def action():
         from embtune.api import finetune as run_finetune
@@ -458,13 +469,16 @@ def finetune(
         params = {"temperature": temperature, "k": neighbors_k if objective == "neighbors" else clusters,
                   "refresh_every": refresh_every}
         params = {k: v for k, v in params.items() if v is not None}
+        if denoise:
+            params["denoise"] = True
         if anchor:
             params["anchor"] = anchor
         result = run_finetune(
             corpus, objective=objective, model=model, output=output, text_field=text_field, label_field=labels,
             use_labels=not no_labels, paraphrase_field=paraphrase_field, sts=sts, epochs=epochs, max_steps=max_steps,
             batch_size=batch_size, learning_rate=learning_rate, grad_accum=grad_accum, max_seq_length=max_seq_length,
-            eval_every=eval_every, checkpoint_every=checkpoint_every, early_stopping=early_stopping, patience=patience,
+            resolution=resolution, eval_every=eval_every, checkpoint_every=checkpoint_every,
+            early_stopping=early_stopping, patience=patience,
             max_minutes=max_minutes, resume=resume, overwrite=overwrite, objective_params=params, seed=seed,
             device=device, show_progress=False if quiet else None, collapse_guard=not no_collapse_guard,
             write_report=not no_report,
@@ -474,7 +488,7 @@ def finetune(
             return
         if result.before and result.after:
             _print_before_after(result.before, result.after,
-                                f"{objective} fine-tune of {result.base_model}: held-out slice of {result.n_eval} texts")
+                                f"{objective} fine-tune of {result.base_model}: held-out slice of {result.n_eval} items")
         if not quiet:
             kept = "" if result.kept_step == result.steps else f", kept the weights of step {result.kept_step}"
             print(f"{result.stopped} after {result.steps} steps in {result.seconds:.0f} s{kept}; saved to {output} "
@@ -497,7 +511,7 @@ def finetune(
     )
 )
 def report(
-    corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt, .csv, .tsv, .jsonl or .parquet.")],
+    corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt, .csv, .tsv, .jsonl or .parquet; or images (a folder, or an index with a 'path' field).")],
     after: Annotated[str, typer.Option("--after", help="Model (name or folder) or tuner folder to compare.")],
     before: Annotated[
         Optional[str], typer.Option("--before", help="Model to compare against [default: all-MiniLM-L6-v2, or the tuner's base].")
@@ -580,7 +594,7 @@ def _print_candidates(result) -> None:
     )
 )
 def auto(
-    corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt, .csv, .tsv, .jsonl or .parquet.")],
+    corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt, .csv, .tsv, .jsonl or .parquet; or images (a folder, or an index with a 'path' field).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for auto.json, model/ and report.html.")],
     model: Model = "all-MiniLM-L6-v2",
     budget_minutes: Annotated[float, typer.Option("--budget-minutes", min=0.1, help="Time for all candidates together.")] = 30.0,

@@ -20,12 +20,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Corpus:
-    """Texts and, when the file has them, one label per text (as strings)."""
+    """Texts and, when the file has them, one label per text (as strings).
+
+    Image corpora use the same container: ``texts`` then holds absolute image paths and ``unit`` is "images".
+    """
 
     texts: list[str]
     labels: list[str] | None = None
     path: Path | None = None
     skipped_empty: int = 0
+    unit: str = "texts"
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -37,7 +41,7 @@ class Corpus:
     def describe(self) -> str:
         where = self.path.name if self.path else "in-memory corpus"
         labels = f", {self.n_labels} labels" if self.labels is not None else ", no labels"
-        return f"{where}: {len(self)} texts{labels}"
+        return f"{where}: {len(self)} {self.unit}{labels}"
 
 
 @dataclass

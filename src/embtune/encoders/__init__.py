@@ -23,6 +23,10 @@ def load_encoder(model: str | Encoder | None = None, *, device: str = "auto", ca
         from embtune.encoders.device import resolve_device
 
         resolve_device(device)
+    if resolved.backend == "image":
+        from embtune.encoders.image import ImageEncoder
+
+        return ImageEncoder(resolved.path, name=resolved.name, device=device, cache=cache)
     from embtune.encoders.sentence_transformer import SentenceTransformerEncoder
 
     return SentenceTransformerEncoder(resolved.path, name=resolved.name, device=device, cache=cache)

@@ -61,7 +61,8 @@ def encode_items(
     start = time.perf_counter()
     items = list(items)
     stats = EncodeStats(items=len(items))
-    keys = [text_key(item) for item in items]
+    key_of = getattr(encoder, "item_key", text_key)  # images key on path + size + mtime, texts on their content
+    keys = [key_of(item) for item in items]
     first_index: dict[bytes, int] = {}
     occurrences: dict[bytes, int] = {}
     for i, key in enumerate(keys):

@@ -33,7 +33,7 @@ SHIPPED_MODELS = {
 class ResolvedModel:
     name: str  # what to call it in tables and logs
     path: Path  # the folder holding the model files
-    backend: str  # "sentence-transformers" (a folder with modules.json) or "transformers" (config.json only)
+    backend: str  # "sentence-transformers" (modules.json), "transformers" (config.json only) or "image"
 
 
 def _shipped(spec: str) -> ShippedModel | None:
@@ -51,12 +51,19 @@ def _shipped_path(model: ShippedModel) -> Path:
     return Path(package.get_model_path())
 
 
+IMAGE_MODELS = {"efficientnet-lite0"}  # image backbones embtune ships (weights from a pip package)
+IMAGE_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
+
+
 def _backend_of(path: Path, spec: str) -> str:
     if (path / "modules.json").is_file():
         return "sentence-transformers"
     if (path / "config.json").is_file():
-        if '"embtune_tuner"' in (path / "config.json").read_text(encoding="utf-8", errors="replace"):
+        config = (path / "config.json").read_text(encoding="utf-8", errors="replace")
+        if '"embtune_tuner"' in config:
             raise ModelNotFoundError(f"--model {spec}: is a tuner folder, not a model; pass it as --tuner {spec}")
+        if '"embtune_image_model"' in config:
+            return "image"
         return "transformers"
     raise ModelNotFoundError(
         f"--model {spec}: folder {path} holds no modules.json (sentence-transformers) or config.json (Hugging Face); "
@@ -101,6 +108,8 @@ def resolve_model(spec: str | os.PathLike | None = None) -> ResolvedModel:
         raise ModelNotFoundError("--model is empty; give a model name or folder, e.g. --model all-MiniLM-L6-v2")
     if spec.startswith(("http://", "https://")):
         raise ModelNotFoundError(f"--model {spec}: a URL. {_how_to_get(spec.rstrip('/').split('/', 3)[-1])}")
+    if spec.lower() in IMAGE_MODELS:
+        return ResolvedModel(spec.lower(), Path(spec.lower()), "image")
     shipped = _shipped(spec)
     if shipped is not None:
         path = _shipped_path(shipped)
@@ -108,7 +117,12 @@ def resolve_model(spec: str | os.PathLike | None = None) -> ResolvedModel:
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise ModelNotFoundError(f"--model {spec}: is a file; --model takes a model folder (with modules.json or config.json)")
+            if path.suffix.lower() in IMAGE_WEIGHT_SUFFIXES:  # EfficientNet-Lite0 weights as a state-dict file
+                return ResolvedModel(path.stem, path.resolve(), "image")
+            raise ModelNotFoundError(
+                f"--model {spec}: is a file; --model takes a model folder (with modules.json or config.json) or an "
+                f"EfficientNet-Lite0 weights file ({', '.join(IMAGE_WEIGHT_SUFFIXES)})"
+            )
         path = path.resolve()
         return ResolvedModel(path.name, path, _backend_of(path, spec))
     prefix, sep, _ = spec.partition(":")
@@ -119,7 +133,7 @@ def resolve_model(spec: str | os.PathLike | None = None) -> ResolvedModel:
         cached = _from_hf_cache(spec)
         if cached is not None:
             return ResolvedModel(spec, cached, _backend_of(cached, spec))
-        shipped_names = ", ".join(m.name for m in SHIPPED_MODELS.values())
+        shipped_names = ", ".join([m.name for m in SHIPPED_MODELS.values()] + sorted(IMAGE_MODELS))
         raise ModelNotFoundError(
             f"--model {spec}: not a folder on this machine, not in the local Hugging Face cache, and not a model "
             f"embtune ships ({shipped_names}). {_how_to_get(spec)}"

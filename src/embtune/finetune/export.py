@@ -26,8 +26,16 @@ def model_card(summary: dict[str, Any]) -> str:
         for name in sorted(set(before) & set(after))
     )
     table = ("| metric (held-out slice) | before | after | change |\n|---|---|---|---|\n" + rows) if rows else "(no evaluation)"
+    if summary.get("modality") == "image":
+        library = "embtune"
+        load = ("Load with `embtune encode IMAGES/ --model this-folder -o vectors.npy`, or in Python with "
+                "`embtune.encoders.image.ImageModel.load(\"this-folder\")`")
+    else:
+        library = "sentence-transformers"
+        load = (f"Load with `SentenceTransformer(\"{summary.get('output', 'this-folder')}\")` or "
+                "`embtune evaluate CORPUS --model this-folder`")
     return f"""---
-library_name: sentence-transformers
+library_name: {library}
 tags: [sentence-transformers, embtune, {summary.get('objective', '')}]
 base_model: {summary.get('base_model', '')}
 ---
@@ -45,7 +53,7 @@ base_model: {summary.get('base_model', '')}
 
 {table}
 
-Load with `SentenceTransformer("{summary.get('output', 'this-folder')}")` or `embtune evaluate CORPUS --model this-folder`.
+{load}.
 The full training history (losses and metrics per evaluation) is in `{SUMMARY}`.
 """
 

@@ -93,18 +93,20 @@ class TrainingStopped(EmbtuneError):
     """Training had to stop (e.g. a non-finite loss); the message says where the last good checkpoint is."""
 
 
-def _optimizer(model: torch.nn.Module, extra: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, extra: list[torch.nn.Parameter], config: TrainConfig,
+               extra_lr_scale: float = 1.0) -> torch.optim.Optimizer:
+    """AdamW; the objective's own new parameters (heads, decoders) may learn ``extra_lr_scale`` times faster."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
             (no_decay if param.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(param)
+    extra_lr = config.learning_rate * extra_lr_scale
     groups = [
         {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay + [p for p in extra if p.ndim < 2], "weight_decay": 0.0},
+        {"params": no_decay, "weight_decay": 0.0},
+        {"params": [p for p in extra if p.ndim < 2], "weight_decay": 0.0, "lr": extra_lr},
+        {"params": [p for p in extra if p.ndim >= 2], "weight_decay": config.weight_decay, "lr": extra_lr},
     ]
-    heavy_extra = [p for p in extra if p.ndim >= 2]
-    if heavy_extra:
-        groups.append({"params": heavy_extra, "weight_decay": config.weight_decay})
     groups = [g for g in groups if g["params"]]
     try:  # the fused kernel (one launch for all tensors) is markedly faster on CPU too
         return torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
@@ -180,7 +182,7 @@ def train(
     rng = np.random.default_rng(config.seed)
     objective.setup(model, items)
     objective.to(device)
-    optimizer = _optimizer(model, objective.extra_parameters(model), config)
+    optimizer = _optimizer(model, objective.extra_parameters(model), config, getattr(objective, "head_lr_scale", 1.0))
     scheduler = _schedule(optimizer, total, config.warmup_ratio)
     autocast, use_scaler = _autocast(device, config.mixed_precision)
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None

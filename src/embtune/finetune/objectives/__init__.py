@@ -20,9 +20,17 @@ _OBJECTIVES = {
     "pseudo": ("pseudo", "PseudoLabelObjective"),
     "sccl": ("sccl", "SCCLObjective"),
     "supcon": ("supcon", "SupervisedContrastiveObjective"),
+    # images
+    "simclr": ("simclr", "SimCLRObjective"),
+    "moco": ("moco", "MoCoObjective"),
+    "byol": ("byol", "BYOLObjective"),
+    "autoencoder": ("image_autoencoder", "ImageAutoencoderObjective"),
+    "inpaint": ("inpaint", "InpaintObjective"),
 }
 OBJECTIVE_NAMES = tuple(_OBJECTIVES)
-NEEDS_MODEL = {"tsdae", "ct", "mlm"}  # built around the model they train
+IMAGE_OBJECTIVES = ("simclr", "moco", "byol", "autoencoder", "inpaint")
+TEXT_OBJECTIVES = tuple(n for n in OBJECTIVE_NAMES if n not in IMAGE_OBJECTIVES)
+NEEDS_MODEL = {"tsdae", "ct", "mlm", *IMAGE_OBJECTIVES}  # built around the model they train
 
 
 def objective_class(name: str):

@@ -16,7 +16,10 @@ def tokenize(model, texts: list[str]) -> dict[str, Any]:
 
 
 def embed(model, texts: list[str]) -> torch.Tensor:
-    """Sentence embeddings of ``texts`` with gradients (the model's own tokenizer, padding and pooling)."""
+    """Sentence embeddings of ``texts`` with gradients (the model's own tokenizer, padding and pooling); for an image
+    model, ``texts`` are image paths and this is its features of the un-augmented images."""
+    if hasattr(model, "images"):
+        return model(model.images(texts))
     return model(tokenize(model, texts))["sentence_embedding"]
 
 
@@ -58,8 +61,8 @@ class Objective(torch.nn.Module):
 
     Class attributes describe the objective to the trainer and the CLI:
     - ``name``: the --objective value;
-    - ``data``: "texts" (label-free), "pairs" (anchor, positive[, negative]), "scored_pairs" (text1, text2, score) or
-      "labelled" (text, label);
+    - ``data``: "texts" (label-free), "pairs" (anchor, positive[, negative]), "scored_pairs" (text1, text2, score),
+      "labelled" (text, label) or "images" (image paths; label-free);
     - ``defaults``: recommended learning rate, batch size and steps for this objective.
 
     Extra modules an objective owns (a decoder, a second encoder) are trained with the model and dropped at export.
