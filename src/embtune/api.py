@@ -191,6 +191,7 @@ class Evaluation:
     n_labels: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    unit: str = "texts"  # or "images"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -361,6 +362,7 @@ def evaluate(
         n_labels=data.n_labels,
         seconds=time.perf_counter() - start,
         notes=notes,
+        unit=data.unit,
     )
 
 
@@ -830,7 +832,7 @@ def report(
     data = _load_corpus(corpus, text_field, label_field, use_labels)
     vector_cache = _open_cache(cache)
     after_name, after_fn, record = _after_space(after, before if before != DEFAULT_MODEL else None, vector_cache, device)
-    before_encoder = load_encoder(before or DEFAULT_MODEL, device=device, cache=vector_cache)
+    before_encoder = _encoder_for(before, data, device=device, cache=vector_cache)
     pick = np.sort(np.random.default_rng(seed).permutation(len(data))[:REPORT_SAMPLE])
     texts = [data.texts[i] for i in pick]
     labels = np.asarray(data.labels)[pick] if data.labels is not None else None

@@ -158,6 +158,11 @@ def auto(
     output.mkdir(parents=True, exist_ok=True)
 
     data = _load_corpus(corpus, text_field, label_field, use_labels)
+    if data.unit == "images":
+        raise EmbtuneError(
+            f"{corpus}: embtune auto chooses among text candidates; for images run `embtune finetune {corpus} "
+            "--objective simclr|moco|byol|autoencoder|inpaint -o OUT` and compare with `embtune evaluate --model OUT`"
+        )
     if len(data) < MIN_TEXTS:
         raise EmbtuneError(f"{data.describe()}: auto needs at least {MIN_TEXTS} texts to hold some out and compare")
     # A plain random split: labels play no part in anything that decides.

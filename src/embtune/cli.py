@@ -187,7 +187,7 @@ def encode(
         elif not quiet:
             print(
                 f"wrote {output} ({s.items} x {s.dim} float32) with {result.model} in {s.seconds:.1f} s: "
-                f"{s.encoded} encoded" + (f" at {rate:.0f} texts/s" if rate else "") + f", {s.from_cache} from cache"
+                f"{s.encoded} encoded" + (f" at {rate:.0f} items/s" if rate else "") + f", {s.from_cache} from cache"
                 + (f", {s.skipped_empty} empty rows skipped" if s.skipped_empty else ""),
                 file=sys.stderr,
             )
@@ -265,7 +265,7 @@ def evaluate(
 
         for note in result.notes:
             log.info(note)
-        title = f"{result.model} on {Path(result.corpus).name}: {result.n_texts} texts" + (
+        title = f"{result.model} on {Path(result.corpus).name}: {result.n_texts} {result.unit}" + (
             f", {result.n_labels} labels" if result.n_labels else ""
         )
         _stdout_console().print(metrics_table(result.metrics, title=title))
@@ -451,6 +451,7 @@ def finetune(
     refresh_every: Annotated[Optional[int], typer.Option("--refresh-every", min=1, help="neighbors / pseudo: steps between recomputing neighbours or clusters.")] = None,
     resolution: Annotated[Optional[int], typer.Option("--resolution", min=8, help="Images: side in pixels the backbone sees [default: 128, or the saved model's].")] = None,
     denoise: Annotated[bool, typer.Option("--denoise", help="autoencoder (images): rebuild the clean image from a corrupted one.")] = False,
+    reconstruct: Annotated[Optional[str], typer.Option("--reconstruct", help="autoencoder (images): what the decoder rebuilds, pixels (default) or features (the base model's).")] = None,
     no_collapse_guard: Annotated[bool, typer.Option("--no-collapse-guard", help="Let a collapsing run go on (to study it).")] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Do not write OUT/report.html.")] = False,
     seed: Seed = 0,
@@ -471,6 +472,8 @@ def finetune(
         params = {k: v for k, v in params.items() if v is not None}
         if denoise:
             params["denoise"] = True
+        if reconstruct is not None:
+            params["target"] = reconstruct
         if anchor:
             params["anchor"] = anchor
         result = run_finetune(

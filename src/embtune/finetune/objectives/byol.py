@@ -9,6 +9,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from embtune.errors import EmbtuneError
 from embtune.finetune.objectives.image_heads import ImageObjective, ema_update, mlp_head
 
 
@@ -20,7 +21,7 @@ class BYOLObjective(ImageObjective):
                  augmentation: str = "byol", strength: float = 1.0):
         super().__init__(augmentation, strength)
         if not 0 <= momentum < 1:
-            raise ValueError("byol: momentum must be in [0, 1)")
+            raise EmbtuneError("byol: momentum must be in [0, 1)")
         self.momentum = momentum
         self.projector = mlp_head(model.dim, hidden, projection_dim)
         self.predictor = mlp_head(projection_dim, hidden, projection_dim)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from embtune.errors import EmbtuneError
 from embtune.finetune.objectives.image_heads import ImageObjective, PixelDecoder
 
 
@@ -22,7 +23,7 @@ class ImageAutoencoderObjective(ImageObjective):
                  noise: float = 0.1, drop: float = 0.1, size: int = 32):
         super().__init__("simclr", 1.0)
         if target not in ("pixels", "features"):
-            raise ValueError(f"autoencoder: target must be 'pixels' or 'features' (got {target!r})")
+            raise EmbtuneError(f"--reconstruct {target}: use pixels or features")
         self.target, self.denoise, self.noise, self.drop, self.size = target, denoise, noise, drop, size
         self.bottleneck = nn.Sequential(nn.Linear(model.dim, bottleneck), nn.ReLU(inplace=True))
         if target == "pixels":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from embtune.errors import EmbtuneError
 from embtune.finetune.objectives.image_heads import ImageObjective, PixelDecoder
 
 
@@ -17,7 +18,7 @@ class InpaintObjective(ImageObjective):
     def __init__(self, model, grid: int = 4, mask_ratio: float = 0.25, size: int = 32):
         super().__init__("simclr", 1.0)
         if not 0 < mask_ratio < 1 or grid < 2:
-            raise ValueError("inpaint: mask_ratio must be in (0, 1) and grid >= 2")
+            raise EmbtuneError("inpaint: mask_ratio must be in (0, 1) and grid >= 2")
         self.grid, self.mask_ratio, self.size = grid, mask_ratio, size
         self.decoder = PixelDecoder(model.dim, size)
 

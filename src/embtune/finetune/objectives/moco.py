@@ -9,6 +9,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from embtune.errors import EmbtuneError
 from embtune.finetune.objectives.image_heads import ImageObjective, ema_update, mlp_head
 
 
@@ -20,7 +21,7 @@ class MoCoObjective(ImageObjective):
                  projection_dim: int = 128, hidden: int = 512, augmentation: str = "simclr", strength: float = 1.0):
         super().__init__(augmentation, strength)
         if not 0 <= momentum < 1 or queue_size < 0:
-            raise ValueError("moco: momentum must be in [0, 1) and queue_size >= 0")
+            raise EmbtuneError("moco: momentum must be in [0, 1) and queue_size >= 0")
         self.temperature, self.momentum = temperature, momentum
         self.projector = mlp_head(model.dim, hidden, projection_dim)
         self.key_encoder = copy.deepcopy(model)
