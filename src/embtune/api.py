@@ -620,6 +620,7 @@ def finetune(
     grad_accum: int = 1,
     max_seq_length: int | None = None,
     resolution: int | None = None,
+    model_options: dict[str, Any] | None = None,
     eval_every: int | None = None,
     checkpoint_every: int | None = None,
     early_stopping: str | None = None,
@@ -638,7 +639,8 @@ def finetune(
     folder with a model card). Label-free objectives read texts; ``mnrl`` reads pairs (text1, text2[, negative]);
     ``cosine``/``cosent`` read scored pairs. Image objectives (simclr, moco, byol, autoencoder, inpaint) read an image
     folder or index and train an image backbone (default EfficientNet-Lite0 at ``resolution`` pixels, 128), exported
-    as safetensors + config.json.
+    as safetensors + config.json. ``model="use-multilingual-v3"`` fine-tunes the Universal Sentence Encoder port;
+    ``model_options`` are its settings (``freeze_embeddings``, ``dropout``).
 
     A held-out slice of the corpus (up to 1,000 texts, never trained on) is evaluated at the start and every
     ``eval_every`` steps; labels in the corpus and an ``sts`` pair file are used there to watch, never to train.
@@ -710,8 +712,24 @@ def finetune(
         st_model = encoder.model
     else:
         resolved = resolve_model(model)
-        encoder = SentenceTransformerEncoder(resolved.path, name=resolved.name, device=device,
-                                             max_seq_length=max_seq_length)
+        if resolved.backend == "use":  # the USE port trains with every text objective that only needs embeddings
+            from embtune.encoders.use import USEEncoder
+
+            if objective in ("tsdae", "mlm"):
+                raise EmbtuneError(f"--objective {objective} needs a transformer with a decoder or MLM head; "
+                                   f"{resolved.name} is a DAN/CNN encoder: use augment, simcse, ct, neighbors, ...")
+            use_options = {k: v for k, v in (model_options or {}).items() if v is not None}
+            if max_seq_length:
+                use_options["max_seq_length"] = max_seq_length
+            encoder = USEEncoder(resolved.path if resolved.path.is_dir() else resolved.name, name=resolved.name,
+                                 device=device, **use_options)
+        else:
+            unused = sorted(k for k, v in (model_options or {}).items() if v is not None)
+            if unused:
+                raise EmbtuneError(f"{', '.join('--' + k.replace('_', '-') for k in unused)}: only for "
+                                   "--model use-multilingual-v3 (or a folder fine-tuned from it)")
+            encoder = SentenceTransformerEncoder(resolved.path, name=resolved.name, device=device,
+                                                 max_seq_length=max_seq_length)
         st_model = encoder.model
     if eval_set is not None:
         if eval_set.labels is not None:
@@ -744,6 +762,8 @@ def finetune(
     }
     if images:
         summary.update(modality="image", resolution=st_model.resolution, base_model_path=encoder.source)
+    elif resolved.backend == "use":
+        summary.update(backend="use")
     export_model(st_model, output, summary)
     if write_report and objective_cls.data in ("texts", "images"):
         report(corpus, before=encoder.source if images else model, after=output, output=output / "report.html",

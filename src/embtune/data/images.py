@@ -86,6 +86,8 @@ def read_image_corpus(path: str | Path, *, label_field: str | None = "label", us
         raise InputError(path, "no such file or folder")
     if path.is_dir():
         files, labels = _folder_items(path)
+    elif path.suffix.lower() in IMAGE_SUFFIXES:  # one image
+        files, labels = [path], None
     else:
         check_readable(path)
         files, labels = _index_items(path, label_field)

@@ -23,6 +23,11 @@ def load_encoder(model: str | Encoder | None = None, *, device: str = "auto", ca
         from embtune.encoders.device import resolve_device
 
         resolve_device(device)
+    if resolved.backend == "use":
+        from embtune.encoders.use import USEEncoder
+
+        return USEEncoder(resolved.path if resolved.path.is_dir() else resolved.name, name=resolved.name,
+                          device=device, cache=cache)
     if resolved.backend == "image":
         from embtune.encoders.image import ImageEncoder
 

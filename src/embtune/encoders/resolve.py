@@ -33,7 +33,7 @@ SHIPPED_MODELS = {
 class ResolvedModel:
     name: str  # what to call it in tables and logs
     path: Path  # the folder holding the model files
-    backend: str  # "sentence-transformers" (modules.json), "transformers" (config.json only) or "image"
+    backend: str  # "sentence-transformers" (modules.json), "transformers" (config.json only), "image" or "use"
 
 
 def _shipped(spec: str) -> ShippedModel | None:
@@ -53,6 +53,7 @@ def _shipped_path(model: ShippedModel) -> Path:
 
 IMAGE_MODELS = {"efficientnet-lite0"}  # image backbones embtune ships (weights from a pip package)
 IMAGE_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
+USE_MODELS = {"use-multilingual-v3"}  # Universal Sentence Encoder, torch port (weights from a pip package)
 
 
 def _backend_of(path: Path, spec: str) -> str:
@@ -64,6 +65,8 @@ def _backend_of(path: Path, spec: str) -> str:
             raise ModelNotFoundError(f"--model {spec}: is a tuner folder, not a model; pass it as --tuner {spec}")
         if '"embtune_image_model"' in config:
             return "image"
+        if '"embtune_use_model"' in config:
+            return "use"
         return "transformers"
     raise ModelNotFoundError(
         f"--model {spec}: folder {path} holds no modules.json (sentence-transformers) or config.json (Hugging Face); "
@@ -110,6 +113,8 @@ def resolve_model(spec: str | os.PathLike | None = None) -> ResolvedModel:
         raise ModelNotFoundError(f"--model {spec}: a URL. {_how_to_get(spec.rstrip('/').split('/', 3)[-1])}")
     if spec.lower() in IMAGE_MODELS:
         return ResolvedModel(spec.lower(), Path(spec.lower()), "image")
+    if spec.lower() in USE_MODELS:
+        return ResolvedModel(spec.lower(), Path(spec.lower()), "use")
     shipped = _shipped(spec)
     if shipped is not None:
         path = _shipped_path(shipped)
@@ -133,7 +138,7 @@ def resolve_model(spec: str | os.PathLike | None = None) -> ResolvedModel:
         cached = _from_hf_cache(spec)
         if cached is not None:
             return ResolvedModel(spec, cached, _backend_of(cached, spec))
-        shipped_names = ", ".join([m.name for m in SHIPPED_MODELS.values()] + sorted(IMAGE_MODELS))
+        shipped_names = ", ".join([m.name for m in SHIPPED_MODELS.values()] + sorted(IMAGE_MODELS | USE_MODELS))
         raise ModelNotFoundError(
             f"--model {spec}: not a folder on this machine, not in the local Hugging Face cache, and not a model "
             f"embtune ships ({shipped_names}). {_how_to_get(spec)}"

@@ -26,7 +26,10 @@ def model_card(summary: dict[str, Any]) -> str:
         for name in sorted(set(before) & set(after))
     )
     table = ("| metric (held-out slice) | before | after | change |\n|---|---|---|---|\n" + rows) if rows else "(no evaluation)"
-    if summary.get("modality") == "image":
+    if summary.get("backend") == "use":
+        library = "embtune"
+        load = "Load with `embtune encode CORPUS --model this-folder -o vectors.npy` (Universal Sentence Encoder port)"
+    elif summary.get("modality") == "image":
         library = "embtune"
         load = ("Load with `embtune encode IMAGES/ --model this-folder -o vectors.npy`, or in Python with "
                 "`embtune.encoders.image.ImageModel.load(\"this-folder\")`")

