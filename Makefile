@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: demo test venv clean
 
@@ -10,6 +11,11 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	@touch $@
+
+# the tests also cover the optional backends (USE port, TensorFlow SavedModels): `make test` installs them too
+$(DEV_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $@
 
@@ -17,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/embtune demo
 
 # pytest exits 5 when it collects no tests: that is a failure here, never a pass.
-test: $(STAMP)
+test: $(DEV_STAMP)
 	@$(BIN)/python -m pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$status
 

@@ -660,20 +660,25 @@ def finetune(
     from embtune.finetune.trainer import EvalSet, TrainConfig, evaluate_model, train
     from embtune.progress import training_progress
 
-    objective_cls = objective_class(objective)
     output = Path(output)
     checkpoint_dir = output / "checkpoints"
-    if resume and not checkpoint_dir.is_dir():
-        raise EmbtuneError(f"--resume: {output} has no checkpoints/ folder; run without --resume to start")
-    if not resume and checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()):
-        if not overwrite:
-            raise EmbtuneError(
-                f"{output} already holds a training run (checkpoints/); pass --resume to continue it or --overwrite "
-                "to start over"
-            )
-        import shutil
+    tensorflow = isinstance(model, str) and model.startswith("tfhub:")
+    if tensorflow:
+        from embtune.finetune.tf_loop import TF_OBJECTIVES
 
-        shutil.rmtree(checkpoint_dir)
+        if objective not in TF_OBJECTIVES:
+            raise EmbtuneError(f"--objective {objective}: TensorFlow models fine-tune with {' or '.join(TF_OBJECTIVES)}")
+    else:
+        objective_cls = objective_class(objective)
+    _check_output_folder(output, resume, overwrite)
+    if tensorflow:
+        return _finetune_tfhub(
+            corpus, objective=objective, model=model, output=output, text_field=text_field, label_field=label_field,
+            use_labels=use_labels, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
+            learning_rate=learning_rate, eval_every=eval_every, checkpoint_every=checkpoint_every,
+            max_minutes=max_minutes, resume=resume, objective_params=objective_params, collapse_guard=collapse_guard,
+            seed=seed, show_progress=show_progress,
+        )
     images = objective_cls.data == "images"
     if not images and isinstance(corpus, (str, Path)) and Path(corpus).is_dir():
         raise EmbtuneError(f"{corpus} is a folder of images: use an image objective (--objective simclr, moco, byol, "
@@ -772,6 +777,98 @@ def finetune(
         output=output, objective=objective, base_model=resolved.name, steps=result.steps, kept_step=result.kept_step,
         stopped=result.stopped, seconds=result.seconds, n_train=len(items), n_eval=summary["n_eval"],
         before=result.initial, after=after, history=result.history,
+    )
+
+
+def _check_output_folder(output: Path, resume: bool, overwrite: bool) -> None:
+    """A finetune output folder: --resume needs its checkpoints; a new run needs it free of them (or --overwrite)."""
+    checkpoint_dir = output / "checkpoints"
+    if resume and not checkpoint_dir.is_dir():
+        raise EmbtuneError(f"--resume: {output} has no checkpoints/ folder; run without --resume to start")
+    if not resume and checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()):
+        if not overwrite:
+            raise EmbtuneError(
+                f"{output} already holds a training run (checkpoints/); pass --resume to continue it or --overwrite "
+                "to start over"
+            )
+        import shutil
+
+        shutil.rmtree(checkpoint_dir)
+
+
+def _finetune_tfhub(corpus, *, objective, model, output: Path, text_field, label_field, use_labels, epochs, max_steps,
+                    batch_size, learning_rate, eval_every, checkpoint_every, max_minutes, resume, objective_params,
+                    collapse_guard, seed, show_progress) -> FinetuneResult:
+    """``finetune`` for a TensorFlow SavedModel: the TF loop of finetune/tf_loop.py, the result saved as a SavedModel
+    in ``output`` (reloads with ``hub.load`` and ``--model tfhub:OUTPUT``) with the same embtune.json and card."""
+    import os
+    import shutil
+
+    from embtune.encoders.tfhub import tfhub_path
+    from embtune.finetune.export import SUMMARY, model_card
+    from embtune.finetune.tf_loop import finetune_tf
+    from embtune.finetune.trainer import EvalSet, TrainConfig
+    from embtune.progress import training_progress
+
+    path = tfhub_path(model)
+    data = _load_corpus(corpus, text_field, label_field, use_labels)
+    rng = np.random.default_rng(seed)
+    n_eval = min(EVAL_SIZE, len(data) // 10)
+    items, eval_set = list(data.texts), None
+    if n_eval >= 20:
+        pick = np.sort(rng.permutation(len(items))[:n_eval])
+        held = set(pick.tolist())
+        eval_set = EvalSet(texts=[items[i] for i in pick],
+                           labels=[data.labels[i] for i in pick] if data.labels is not None else None)
+        items = [t for i, t in enumerate(items) if i not in held]
+    params = dict(objective_params or {})
+    options = {k: params.pop(k) for k in ("temperature", "bottleneck") if k in params}
+    if params:
+        raise EmbtuneError(f"--model tfhub:...: options {', '.join(sorted(params))} are not used by the TensorFlow loop")
+    config = TrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size or 32,
+                         learning_rate=learning_rate or 1e-4, eval_every=eval_every, checkpoint_every=checkpoint_every,
+                         max_minutes=max_minutes, seed=seed, collapse_ratio=0.25 if collapse_guard else 0.0)
+    if eval_set is not None and eval_set.labels is not None:
+        eval_set.k = len(set(eval_set.labels))
+    elif eval_set is not None:
+        eval_set.k = max(2, min(50, n_eval // 10))
+    log.info("fine-tuning %s (TensorFlow) with %s on %d items, %d steps of %d", path.name, objective, len(items),
+             config.total_steps(len(items)), config.batch_size)
+    with training_progress(config.total_steps(len(items)), show_progress, objective) as update:
+        result, tf_model = finetune_tf(path, items, objective, output, config, eval_set=eval_set, resume=resume,
+                                       on_step=update, **options)
+    after = result.history[-1]["metrics"] if result.history and result.history[-1]["step"] == result.kept_step else {}
+    if eval_set is not None and not after:
+        from embtune.evaluate.monitor import training_metrics
+
+        after = training_metrics(tf_model.encode(eval_set.texts), k=eval_set.k, labels=eval_set.labels)
+    staging = output / ".export-tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    tf_model.tf.saved_model.save(tf_model.module, str(staging))
+    summary = {
+        "base_model": f"tfhub:{path}", "base_model_path": str(path), "objective": objective, "backend": "tfhub",
+        "objective_summary": "TensorFlow loop: " + ("two augmented views, normalised InfoNCE" if objective == "augment"
+                                                    else "dense bottleneck rebuilds the base vectors"),
+        "corpus": str(data.path) if data.path else "texts", "n_train": len(items),
+        "n_eval": len(eval_set.texts) if eval_set else 0, "steps": result.steps, "kept_step": result.kept_step,
+        "stopped": result.stopped, "batch_size": config.batch_size, "learning_rate": config.learning_rate,
+        "seed": seed, "seconds": result.seconds, "output": str(output), "before": result.initial, "after": after,
+        "history": result.history, "losses": result.losses, "config": asdict(config),
+    }
+    (staging / "README.md").write_text(model_card(summary), encoding="utf-8")
+    (staging / SUMMARY).write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")
+    for item in sorted(staging.rglob("*")):
+        target = output / item.relative_to(staging)
+        if item.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(item, target)
+    shutil.rmtree(staging, ignore_errors=True)
+    return FinetuneResult(
+        output=output, objective=objective, base_model=f"tfhub:{path.name}", steps=result.steps,
+        kept_step=result.kept_step, stopped=result.stopped, seconds=result.seconds, n_train=len(items),
+        n_eval=summary["n_eval"], before=result.initial, after=after, history=result.history,
     )
 
 

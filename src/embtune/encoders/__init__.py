@@ -23,6 +23,10 @@ def load_encoder(model: str | Encoder | None = None, *, device: str = "auto", ca
         from embtune.encoders.device import resolve_device
 
         resolve_device(device)
+    if resolved.backend == "tfhub":
+        from embtune.encoders.tfhub import TFHubEncoder
+
+        return TFHubEncoder(str(resolved.path), cache=cache)
     if resolved.backend == "use":
         from embtune.encoders.use import USEEncoder
 

@@ -218,6 +218,17 @@ def read_image_config(folder: Path) -> dict:
     return config
 
 
+def image_key(item: str) -> bytes:
+    """Cache key of an image: its path, size and modification time (an edited image is encoded again)."""
+    from embtune.encoders.cache import text_key
+
+    try:
+        stat = Path(item).stat()
+        return text_key(f"{item}|{stat.st_size}|{stat.st_mtime_ns}")
+    except OSError:
+        return text_key(item)
+
+
 class ImageEncoder:
     """An image model as an :class:`~embtune.encoders.base.Encoder`: items are image paths.
 
@@ -284,14 +295,7 @@ class ImageEncoder:
         return self._fingerprint
 
     def item_key(self, item: str) -> bytes:
-        """Cache key of an image: its path, size and modification time (an edited image is encoded again)."""
-        from embtune.encoders.cache import text_key
-
-        try:
-            stat = Path(item).stat()
-            return text_key(f"{item}|{stat.st_size}|{stat.st_mtime_ns}")
-        except OSError:
-            return text_key(item)
+        return image_key(item)
 
     def encode(self, items: Sequence[str], *, batch_size: int = 64, normalize: bool = True,
                on_batch: Callable[[int], None] | None = None) -> np.ndarray:

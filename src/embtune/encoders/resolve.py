@@ -33,7 +33,7 @@ SHIPPED_MODELS = {
 class ResolvedModel:
     name: str  # what to call it in tables and logs
     path: Path  # the folder holding the model files
-    backend: str  # "sentence-transformers" (modules.json), "transformers" (config.json only), "image" or "use"
+    backend: str  # "sentence-transformers" (modules.json), "transformers" (config.json only), "image", "use", "tfhub"
 
 
 def _shipped(spec: str) -> ShippedModel | None:
@@ -111,6 +111,11 @@ def resolve_model(spec: str | os.PathLike | None = None) -> ResolvedModel:
         raise ModelNotFoundError("--model is empty; give a model name or folder, e.g. --model all-MiniLM-L6-v2")
     if spec.startswith(("http://", "https://")):
         raise ModelNotFoundError(f"--model {spec}: a URL. {_how_to_get(spec.rstrip('/').split('/', 3)[-1])}")
+    if spec.startswith("tfhub:"):  # a local TensorFlow SavedModel (optional extra embtune[tf])
+        from embtune.encoders.tfhub import tfhub_path
+
+        path = tfhub_path(spec)
+        return ResolvedModel(f"tfhub:{path.name}", path, "tfhub")
     if spec.lower() in IMAGE_MODELS:
         return ResolvedModel(spec.lower(), Path(spec.lower()), "image")
     if spec.lower() in USE_MODELS:

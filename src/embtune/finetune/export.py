@@ -26,7 +26,11 @@ def model_card(summary: dict[str, Any]) -> str:
         for name in sorted(set(before) & set(after))
     )
     table = ("| metric (held-out slice) | before | after | change |\n|---|---|---|---|\n" + rows) if rows else "(no evaluation)"
-    if summary.get("backend") == "use":
+    if summary.get("backend") == "tfhub":
+        library = "tensorflow-hub"
+        load = ("A TensorFlow SavedModel: load with `hub.load(\"this-folder\")` or "
+                "`embtune encode CORPUS --model tfhub:this-folder -o vectors.npy`")
+    elif summary.get("backend") == "use":
         library = "embtune"
         load = "Load with `embtune encode CORPUS --model this-folder -o vectors.npy` (Universal Sentence Encoder port)"
     elif summary.get("modality") == "image":
