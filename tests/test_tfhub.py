@@ -112,9 +112,11 @@ def test_image_savedmodel_reads_its_input_size_from_the_signature(tmp_path):
 
 
 def test_augment_finetune_trains_saves_a_hub_loadable_savedmodel_and_resumes_exactly(text_model, corpus, tmp_path):
-    result = embtune.finetune(corpus, objective="augment", model=text_model, output=tmp_path / "a", max_steps=6,
-                              batch_size=32, learning_rate=1e-2, checkpoint_every=1, write_report=False)
-    assert result.steps == 6 and result.before and result.after
+    result = embtune.finetune(corpus, objective="augment", model=text_model, output=tmp_path / "a", max_steps=30,
+                              batch_size=32, learning_rate=1e-2, write_report=False)
+    assert result.steps == 30 and result.before and result.after
+    values = [v for _, v in json.loads((tmp_path / "a" / "embtune.json").read_text())["losses"]]
+    assert np.mean(values[-5:]) < np.mean(values[:3])  # the loss falls
     assert (tmp_path / "a" / "saved_model.pb").is_file() and (tmp_path / "a" / "embtune.json").is_file()
     reloaded = hub.load(str(tmp_path / "a"))
     base = hub.load(text_model[len("tfhub:"):])
@@ -145,6 +147,22 @@ def test_augment_finetune_trains_saves_a_hub_loadable_savedmodel_and_resumes_exa
     assert [l for _, l in resumed.losses] == pytest.approx([l for _, l in straight.losses], abs=1e-5)
     for a, b in zip(straight_model.trainable_variables, resumed_model.trainable_variables):
         assert np.allclose(a.numpy(), b.numpy(), atol=1e-6)
+
+
+def test_image_savedmodel_finetunes_with_augment_and_reloads_with_the_new_vectors(tmp_path):
+    from PIL import Image
+
+    spec = _save(TinyImage(), tmp_path / "img")
+    (tmp_path / "pics" / "a").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 255, (18, 18, 3), dtype=np.uint8)).save(tmp_path / "pics" / "a" / f"{i}.png")
+    before = load_encoder(spec).encode([str(tmp_path / "pics" / "a" / "0.png")], normalize=False)
+    result = embtune.finetune(tmp_path / "pics", objective="augment", model=spec, output=tmp_path / "out",
+                              max_steps=3, batch_size=16, learning_rate=1e-2, write_report=False)
+    assert result.steps == 3
+    after = load_encoder(f"tfhub:{tmp_path / 'out'}").encode([str(tmp_path / "pics" / "a" / "0.png")], normalize=False)
+    assert after.shape == before.shape and not np.allclose(after, before)
 
 
 def test_autoencoder_finetune_lowers_its_loss(text_model, corpus, tmp_path):
