@@ -188,3 +188,19 @@ def test_clear_errors_frozen_model_wrong_signature_url_and_missing_tensorflow(tm
     monkeypatch.setitem(sys.modules, "tensorflow", None)
     with pytest.raises(ModelNotFoundError, match=r"pip install 'embtune\[tf\]'"):
         load_encoder(frozen).dim
+
+
+def test_a_keras_text_model_saved_with_tf_saved_model_save_loads_and_fine_tunes(corpus, tmp_path):
+    keras = pytest.importorskip("tf_keras")
+    text = keras.Input(shape=(), dtype=tf.string)
+    ids = keras.layers.TextVectorization(vocabulary=VOCAB, output_mode="int", output_sequence_length=8)(text)
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(len(VOCAB) + 2, 16)(ids))
+    model = keras.Model(text, keras.layers.Dense(8)(pooled))
+    spec = _save(model, tmp_path / "keras")
+    encoder = load_encoder(spec)
+    assert encoder.modality == "text" and len(encoder.model.trainable_variables) == 3  # embedding, kernel, bias
+    before = encoder.encode(["card pin atm"], normalize=False)
+    embtune.finetune(corpus, objective="augment", model=spec, output=tmp_path / "out", max_steps=3, batch_size=32,
+                     learning_rate=1e-2, write_report=False)
+    after = hub.load(str(tmp_path / "out"))(tf.constant(["card pin atm"])).numpy()
+    assert not np.allclose(after, before)
