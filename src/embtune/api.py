@@ -801,11 +801,8 @@ def _finetune_tfhub(corpus, *, objective, model, output: Path, text_field, label
                     collapse_guard, seed, show_progress) -> FinetuneResult:
     """``finetune`` for a TensorFlow SavedModel: the TF loop of finetune/tf_loop.py, the result saved as a SavedModel
     in ``output`` (reloads with ``hub.load`` and ``--model tfhub:OUTPUT``) with the same embtune.json and card."""
-    import os
-    import shutil
-
     from embtune.encoders.tfhub import tfhub_path
-    from embtune.finetune.export import SUMMARY, model_card
+    from embtune.finetune.export import export_model
     from embtune.finetune.tf_loop import finetune_tf
     from embtune.finetune.trainer import EvalSet, TrainConfig
     from embtune.progress import training_progress
@@ -842,9 +839,6 @@ def _finetune_tfhub(corpus, *, objective, model, output: Path, text_field, label
         from embtune.evaluate.monitor import training_metrics
 
         after = training_metrics(tf_model.encode(eval_set.texts), k=eval_set.k, labels=eval_set.labels)
-    staging = output / ".export-tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    tf_model.tf.saved_model.save(tf_model.module, str(staging))
     summary = {
         "base_model": f"tfhub:{path}", "base_model_path": str(path), "objective": objective, "backend": "tfhub",
         "objective_summary": "TensorFlow loop: " + ("two augmented views, normalised InfoNCE" if objective == "augment"
@@ -855,16 +849,8 @@ def _finetune_tfhub(corpus, *, objective, model, output: Path, text_field, label
         "seed": seed, "seconds": result.seconds, "output": str(output), "before": result.initial, "after": after,
         "history": result.history, "losses": result.losses, "config": asdict(config),
     }
-    (staging / "README.md").write_text(model_card(summary), encoding="utf-8")
-    (staging / SUMMARY).write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")
-    for item in sorted(staging.rglob("*")):
-        target = output / item.relative_to(staging)
-        if item.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(item, target)
-    shutil.rmtree(staging, ignore_errors=True)
+    export_model(tf_model.module, output, summary,
+                 save=lambda folder: tf_model.tf.saved_model.save(tf_model.module, str(folder)))
     return FinetuneResult(
         output=output, objective=objective, base_model=f"tfhub:{path.name}", steps=result.steps,
         kept_step=result.kept_step, stopped=result.stopped, seconds=result.seconds, n_train=len(items),

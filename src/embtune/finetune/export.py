@@ -65,13 +65,20 @@ The full training history (losses and metrics per evaluation) is in `{SUMMARY}`.
 """
 
 
-def export_model(model, output: Path, summary: dict[str, Any]) -> Path:
-    """Save ``model`` into ``output`` (files replaced one by one, atomically) with README.md and embtune.json."""
+def export_model(model, output: Path, summary: dict[str, Any], *, save=None) -> Path:
+    """Save ``model`` into ``output`` (files replaced one by one, atomically) with README.md and embtune.json.
+
+    ``save(folder)`` writes the model's own files (default: ``model.save(folder, safe_serialization=True)``, the
+    sentence-transformers call, which embtune's image and USE models share; a TF SavedModel passes its own).
+    """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     staging = output / ".export-tmp"
     shutil.rmtree(staging, ignore_errors=True)
-    model.save(str(staging), safe_serialization=True)
+    if save is None:
+        model.save(str(staging), safe_serialization=True)
+    else:
+        save(staging)
     (staging / CARD).write_text(model_card(summary), encoding="utf-8")
     (staging / SUMMARY).write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")
     for path in sorted(staging.rglob("*")):
