@@ -37,9 +37,9 @@ def test_npy_stream_writer_rejects_wrong_width(tmp_path):
 
 
 def test_header_fits_huge_shapes(tmp_path):
-    from embtune.data.vectors import _header
+    from embtune.data.vectors import npy_header
 
-    assert len(_header(10**12, 10**6, np.dtype(np.float32))) == 128
+    assert len(npy_header(10**12, 10**6, np.dtype(np.float32))) == 128
 
 
 def test_cache_put_get_and_persistence(tmp_path):

@@ -7,12 +7,14 @@ or with a text that is not a string, stops the read with the file, line and fiel
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embtune.data.readers import check_readable, detect_format, iter_rows, parquet_columns, unit_of
+import numpy as np
+
+from embtune.data.readers import check_readable, corpus_files, detect_format, iter_rows, parquet_columns, unit_of
 from embtune.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ class Corpus:
     path: Path | None = None
     skipped_empty: int = 0
     unit: str = "texts"
+    sampled_from: int | None = None  # the corpus size when ``texts`` is a fixed-seed sample of it
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -76,7 +79,7 @@ def iter_records(
     labels_required: bool = True,
     stats: ReadStats | None = None,
 ) -> Iterator[tuple[str, Any]]:
-    """Stream ``(text, label)`` from a corpus file; ``label`` is None when ``label_field`` is None.
+    """Stream ``(text, label)`` from a corpus file or a folder of shards; ``label`` is None when ``label_field`` is None.
 
     With ``labels_required`` every kept row must have ``label_field``; otherwise a missing label is yielded as None.
     Empty texts are skipped and counted in ``stats``.
@@ -84,6 +87,14 @@ def iter_records(
     >>> for text, _ in iter_records("corpus.jsonl"):
     ...     ...
     """
+    stats = stats if stats is not None else ReadStats()
+    for file in corpus_files(path):
+        yield from _iter_file_records(file, text_field, label_field, labels_required, stats)
+
+
+def _iter_file_records(
+    path: Path, text_field: str, label_field: str | None, labels_required: bool, stats: ReadStats
+) -> Iterator[tuple[str, Any]]:
     path = check_readable(path)
     fmt = detect_format(path)
     unit = unit_of(fmt)
@@ -94,7 +105,6 @@ def iter_records(
             raise InputError(path, "a .txt corpus has no labels; use .jsonl, .csv or .parquet with a label field")
         label_field = None
     _check_columns(path, fmt, text_field)
-    stats = stats if stats is not None else ReadStats()
     for number, row in iter_rows(path, fmt):
         stats.rows += 1
         if text_field not in row:
@@ -145,36 +155,72 @@ def _label_string(label: Any) -> str:
     return str(label).strip() if isinstance(label, str) else str(label)
 
 
+def reservoir_sample(items: Iterable[Any], size: int, seed: int = 0) -> tuple[list[Any], int]:
+    """A uniform random sample of ``size`` items from a stream of unknown length, in stream order, and the stream length.
+
+    Memory is O(size) whatever the stream's length (Li's "Algorithm L": it draws how many items to skip, so the cost is
+    one random number per kept item, not per item read). The same seed gives the same sample.
+
+    >>> sample, total = reservoir_sample(iter(range(1_000_000)), 10, seed=0)
+    """
+    rng = np.random.default_rng(seed)
+    kept: list[tuple[int, Any]] = []
+    w = np.exp(np.log(rng.random()) / size)
+    take = size + int(np.floor(np.log(rng.random()) / np.log1p(-w)))  # index of the next item to keep
+    total = 0
+    for index, item in enumerate(items):
+        total = index + 1
+        if index < size:
+            kept.append((index, item))
+        elif index == take:
+            kept[int(rng.integers(size))] = (index, item)
+            w *= np.exp(np.log(rng.random()) / size)
+            take += 1 + int(np.floor(np.log(rng.random()) / np.log1p(-w)))
+    kept.sort(key=lambda pair: pair[0])
+    return [item for _, item in kept], total
+
+
+def _corpus_unit(path: Path) -> str:
+    return "line" if path.is_dir() else unit_of(detect_format(path))
+
+
 def read_corpus(
     path: str | Path,
     *,
     text_field: str = "text",
     label_field: str | None = "label",
     require_labels: bool = False,
+    sample: int | None = None,
+    seed: int = 0,
 ) -> Corpus:
-    """Read a whole corpus into memory.
+    """Read a corpus (a file or a folder of shards) into memory, or a fixed-seed sample of it.
 
     Labels come from ``label_field`` when every row has one; with ``require_labels`` a row without a label is an
-    error, otherwise a corpus with missing labels is read without labels (and says so in the log).
+    error, otherwise a corpus with missing labels is read without labels (and says so in the log). With ``sample`` and a
+    corpus of more texts than that, a uniform sample of ``sample`` texts (same ``seed``, same sample) is kept, read in
+    one streaming pass with memory bounded by the sample; ``Corpus.sampled_from`` then holds the corpus size.
 
     >>> corpus = read_corpus("banking.jsonl", label_field="intent")
     >>> len(corpus.texts), corpus.n_labels
     """
-    path = check_readable(path)
+    path = Path(path)
+    corpus_files(path)  # a missing, empty or unreadable corpus fails here, before anything else
     stats = ReadStats()
-    texts: list[str] = []
-    labels: list[Any] = []
     records = iter_records(
         path, text_field=text_field, label_field=label_field, labels_required=require_labels, stats=stats
     )
-    for text, label in records:
-        texts.append(text)
-        labels.append(label)
+    if sample is not None and sample > 0:
+        kept, total = reservoir_sample(records, sample, seed)
+    else:
+        kept = list(records)
+        total = len(kept)
+    texts = [text for text, _ in kept]
+    labels = [label for _, label in kept]
     if not texts:
         if stats.rows == 0:
             raise InputError(path, "has no rows: nothing to read")
         raise InputError(path, f"all {stats.rows} row(s) have an empty {text_field!r}: nothing to read")
-    _log_skipped(path, stats, unit_of(detect_format(path)))
+    _log_skipped(path, stats, _corpus_unit(path))
     present = sum(label is not None for label in labels)
     if 0 < present < len(labels):
         first = next(i for i, label in enumerate(labels) if label is None)
@@ -191,28 +237,43 @@ def read_corpus(
         labels=[_label_string(label) for label in labels] if present == len(labels) else None,
         path=path,
         skipped_empty=stats.skipped_empty,
+        sampled_from=total if total > len(texts) else None,
     )
 
 
 def iter_text_chunks(
-    path: str | Path, *, text_field: str = "text", chunk_size: int = 4096, stats: ReadStats | None = None
-) -> Iterator[list[str]]:
-    """Stream the texts of a corpus file in lists of at most ``chunk_size``; memory stays flat for any file size."""
+    path: str | Path, *, text_field: str = "text", chunk_size: int = 4096, stats: ReadStats | None = None,
+    id_field: str | None = None,
+) -> Iterator[list[str]] | Iterator[tuple[list[str], list[Any]]]:
+    """Stream the texts of a corpus file or folder of shards in lists of at most ``chunk_size``; memory stays flat.
+
+    With ``id_field`` each chunk comes as ``(texts, ids)``; ``id_field="#"`` gives each text's row number (1-based,
+    counting every row of the corpus, skipped empty ones included), so vectors can be joined back to their rows.
+    """
     stats = stats if stats is not None else ReadStats()
     chunk: list[str] = []
-    for text, _ in iter_records(path, text_field=text_field, stats=stats):
+    ids: list[Any] = []
+    wanted = None if id_field in (None, "#") else id_field
+    for text, row_id in iter_records(path, text_field=text_field, label_field=wanted, labels_required=False, stats=stats):
         chunk.append(text)
+        if wanted is not None and row_id is None:
+            raise InputError(
+                path, f"row {stats.rows} of the corpus has no {id_field!r} field (or an empty one); "
+                "give every row an id, or drop --id-field to number the rows"
+            )
+        if id_field is not None:
+            ids.append(stats.rows if id_field == "#" else row_id)
         if len(chunk) >= chunk_size:
-            yield chunk
-            chunk = []
+            yield (chunk, ids) if id_field is not None else chunk
+            chunk, ids = [], []
     if chunk:
-        yield chunk
+        yield (chunk, ids) if id_field is not None else chunk
     path = Path(path)
     if stats.rows == 0:
         raise InputError(path, "has no rows: nothing to read")
     if stats.rows == stats.skipped_empty:
         raise InputError(path, f"all {stats.rows} row(s) have an empty {text_field!r}: nothing to read")
-    _log_skipped(path, stats, unit_of(detect_format(path)))
+    _log_skipped(path, stats, _corpus_unit(path))
 
 
 def read_paraphrase_corpus(

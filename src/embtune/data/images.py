@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from embtune.data.corpus import Corpus
-from embtune.data.readers import check_readable, detect_format, iter_rows, unit_of
+from embtune.data.readers import check_readable, detect_format, iter_rows, shard_files, unit_of
 from embtune.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -25,10 +25,14 @@ INDEX_FORMATS = {"jsonl", "csv", "tsv", "parquet"}
 
 
 def is_image_corpus(path: str | Path) -> bool:
-    """A folder, or an index file whose first row has a ``path`` field and no ``text`` field."""
+    """A folder of images, or an index file whose first row has a ``path`` field and no ``text`` field.
+
+    A folder with no image in it but corpus files (.parquet, .jsonl ...) is a folder of text shards, not images.
+    """
     path = Path(path)
     if path.is_dir():
-        return True
+        has_images = any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*"))
+        return has_images or not shard_files(path)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return True
     try:

@@ -1,4 +1,5 @@
-"""Row-level readers for the file formats embtune accepts: .txt, .csv, .tsv, .jsonl and .parquet.
+"""Row-level readers for the file formats embtune accepts: .txt, .csv, .tsv, .jsonl and .parquet, one file or a folder of
+shards (e.g. ``part-00000.parquet``, ``part-00001.parquet`` ...), read in name order as one corpus.
 
 Every reader streams: it yields ``(location, row)`` one row at a time, so memory does not grow with the file.
 ``location`` is the 1-based line number (row number for parquet) used in error messages.
@@ -39,6 +40,30 @@ def detect_format(path: str | Path) -> str:
         known = ", ".join(sorted(set(FORMATS)))
         raise InputError(path, f"unsupported file type {path.suffix or '(no suffix)'!r}; use one of {known}")
     return fmt
+
+
+def shard_files(folder: str | Path) -> list[Path]:
+    """The corpus files (.txt/.csv/.tsv/.jsonl/.parquet) under ``folder``, in name order; hidden files are ignored.
+
+    A folder of shards is read as one corpus, shard after shard (what Spark, Dask or ``datasets`` write).
+    """
+    folder = Path(folder)
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in FORMATS and not any(part.startswith((".", "_")) for part in p.relative_to(folder).parts)
+    )
+
+
+def corpus_files(path: str | Path) -> list[Path]:
+    """``[path]`` for a corpus file, the shards in name order for a folder of them; clear errors otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        files = shard_files(path)
+        if not files:
+            known = ", ".join(sorted(set(FORMATS)))
+            raise InputError(path, f"is a folder with no corpus files in it ({known}); pass a file or a folder of shards")
+        return [check_readable(f) for f in files if f.stat().st_size > 0] or [check_readable(files[0])]
+    return [check_readable(path)]
 
 
 def check_readable(path: str | Path) -> Path:
@@ -201,6 +226,8 @@ def iter_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, d
 def count_rows_estimate(path: str | Path) -> int:
     """A cheap upper estimate of the number of rows, for progress bars: newlines for text formats, metadata for parquet."""
     path = Path(path)
+    if path.is_dir():
+        return sum(count_rows_estimate(f) for f in corpus_files(path))
     fmt = detect_format(path)
     if fmt == "parquet":
         import pyarrow.parquet as pq

@@ -24,7 +24,8 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
-def _header(rows: int, dim: int, dtype: np.dtype) -> bytes:
+def npy_header(rows: int, dim: int, dtype=np.float32) -> bytes:
+    dtype = np.dtype(dtype)
     text = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (rows, dim)})
     body_len = _HEADER_BYTES - len(_MAGIC) - 2
     body = text.ljust(body_len - 1).encode("latin1") + b"\n"
@@ -48,7 +49,7 @@ class NpyStreamWriter:
         self.rows = 0
         self._opened = atomic_open(self.path, "wb")
         self._file = self._opened.__enter__()
-        self._file.write(_header(0, self.dim, self.dtype))
+        self._file.write(npy_header(0, self.dim, self.dtype))
 
     def write(self, block: np.ndarray) -> None:
         block = np.ascontiguousarray(block, dtype=self.dtype)
@@ -59,7 +60,7 @@ class NpyStreamWriter:
 
     def close(self) -> Path:
         self._file.seek(0)
-        self._file.write(_header(self.rows, self.dim, self.dtype))
+        self._file.write(npy_header(self.rows, self.dim, self.dtype))
         self._opened.__exit__(None, None, None)
         return self.path
 

@@ -1,7 +1,8 @@
-"""Encoding through the vector cache, in memory or streamed from a corpus file to a .npy file.
+"""Encoding through the vector cache, in memory or streamed from a corpus file (or folder of shards) to a .npy file.
 
 Each item is looked up by content hash; only the misses reach the model, in chunks that are committed to the cache as they
-finish, so an interrupted run resumes where it stopped and a repeated run does no model work at all.
+finish, so a repeated run does no model work at all. A streamed encode also commits its output chunk by chunk, so an
+interrupted one resumes where it stopped even without the cache.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import numpy as np
 
 from embtune.data.corpus import ReadStats, iter_text_chunks
 from embtune.data.readers import count_rows_estimate
-from embtune.data.vectors import NpyStreamWriter, l2_normalize
+from embtune.data.resumable import ResumableVectorWriter, corpus_identity
+from embtune.data.vectors import l2_normalize
 from embtune.encoders.base import Encoder
 from embtune.encoders.cache import VectorCache, text_key
+from embtune.errors import EmbtuneError
 from embtune.progress import ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -98,24 +101,42 @@ def encode_file(
     output: str | Path,
     *,
     text_field: str = "text",
+    id_field: str | None = None,
     cache: VectorCache | None = None,
     batch_size: int = 64,
     normalize: bool = True,
     chunk_size: int = 8192,
     on_progress: ProgressCallback | None = None,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    transform_id: str | None = None,
 ) -> EncodeStats:
-    """Stream ``corpus`` through the encoder into a .npy file at ``output`` (written atomically on success).
+    """Stream ``corpus`` (a file or a folder of shards) through the encoder into ``output`` (.npy) and its row ids.
 
-    Memory stays flat: at most ``chunk_size`` texts and their vectors are held at once. ``transform`` (e.g. a fitted
-    tuner's) is applied to each chunk of normalised vectors before ``normalize`` and writing.
+    Memory stays flat: at most ``chunk_size`` texts and their vectors are held at once. Each finished chunk is committed
+    to disk, so a killed run started again with the same corpus, model and settings skips the chunks already written
+    (see :mod:`embtune.data.resumable`). The ids (``id_field``'s values, else 1-based row numbers) go to
+    ``<output stem>.ids.jsonl``, one per vector, so rows skipped for an empty text cannot shift the join.
+    ``transform`` (e.g. a fitted tuner's) is applied to each chunk of normalised vectors before ``normalize`` and writing;
+    give ``transform_id`` (what identifies it) so such a run can resume too.
     """
     start = time.perf_counter()
     stats = EncodeStats()
     read = ReadStats()
-    writer: NpyStreamWriter | None = None
+    identity = {
+        "corpus": corpus_identity(corpus), "model": encoder.fingerprint, "text_field": text_field, "id_field": id_field,
+        "chunk_size": chunk_size, "normalize": normalize,
+        "transform": None if transform is None else (transform_id or f"unidentified-{time.time_ns()}"),
+    }
+    writer = ResumableVectorWriter(output, identity=identity)
+    stats.extra["resumed_rows"] = writer.rows
     try:
-        for texts in iter_text_chunks(corpus, text_field=text_field, chunk_size=chunk_size, stats=read):
+        chunks = iter_text_chunks(corpus, text_field=text_field, chunk_size=chunk_size, stats=read, id_field=id_field or "#")
+        for index, (texts, ids) in enumerate(chunks):
+            if index < writer.chunks_done:
+                stats.items += len(texts)
+                if on_progress is not None:
+                    on_progress(len(texts))
+                continue
             vectors, part = encode_items(
                 encoder, texts, cache=cache, batch_size=batch_size, normalize=normalize or transform is not None,
                 on_progress=on_progress,
@@ -123,16 +144,14 @@ def encode_file(
             if transform is not None:
                 vectors = np.asarray(transform(vectors), dtype=np.float32)
                 vectors = l2_normalize(vectors) if normalize else vectors
-            if writer is None:
-                writer = NpyStreamWriter(output, dim=vectors.shape[1])
-            writer.write(vectors)
+            writer.write(vectors, ids)
             stats.add(part)
-        if writer is not None:
-            writer.close()
-    except BaseException:
-        if writer is not None:
-            writer.abort()
+        writer.close()
+        stats.extra["ids"] = str(writer.ids_output)
+    except EmbtuneError:
+        writer.discard()  # the input is bad: nothing in the work folder is worth resuming
         raise
+    stats.dim = writer.dim or 0
     stats.skipped_empty = read.skipped_empty
     stats.seconds = time.perf_counter() - start
     return stats

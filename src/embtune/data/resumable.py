@@ -1,0 +1,143 @@
+"""Writing a large encode's vectors and row ids chunk by chunk so that a killed run resumes where it stopped.
+
+While it runs, ``vectors.npy`` is built in ``vectors.npy.partial/`` (vectors + ids + ``progress.json``). After each chunk
+both files are flushed to disk and ``progress.json`` is replaced atomically with the committed chunk count and byte
+sizes; a restart with the same corpus, model and settings truncates anything written after the last commit and carries on
+from the next chunk. On a clean close the finished ``vectors.npy`` (memory-mappable) and ``vectors.ids.jsonl`` (one JSON id
+per line, same order) are moved into place and the work folder is removed. Memory holds one chunk at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embtune.atomic import atomic_write_text
+from embtune.data.readers import corpus_files
+from embtune.data.vectors import npy_header
+
+log = logging.getLogger(__name__)
+
+_VECTORS = "vectors.npy"
+_IDS = "ids.jsonl"
+_PROGRESS = "progress.json"
+
+
+def ids_path_for(output: str | Path) -> Path:
+    """Where the row ids of ``vectors.npy`` go: ``vectors.ids.jsonl`` beside it."""
+    output = Path(output)
+    return output.with_name(output.stem + ".ids.jsonl")
+
+
+def corpus_identity(corpus: str | Path) -> list[list[Any]]:
+    """Name, size and modification time of each corpus file: a resumed encode must read exactly the same bytes."""
+    return [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in corpus_files(corpus)]
+
+
+class ResumableVectorWriter:
+    """Append chunks of vectors with their ids; resume after a crash when ``identity`` matches the unfinished run.
+
+    >>> writer = ResumableVectorWriter("vectors.npy", identity={"model": "...", "corpus": [...]})
+    >>> for i, (vectors, ids) in enumerate(chunks):
+    ...     if i >= writer.chunks_done:
+    ...         writer.write(vectors, ids)
+    >>> writer.close()
+    """
+
+    def __init__(self, output: str | Path, *, identity: dict[str, Any]):
+        self.output = Path(output)
+        self.ids_output = ids_path_for(self.output)
+        self.work = self.output.with_name(self.output.name + ".partial")
+        self.identity = json.loads(json.dumps(identity))  # what progress.json will hold, to compare like with like
+        self.chunks_done = 0
+        self.rows = 0
+        self.dim: int | None = None
+        self._ids_bytes = 0
+        self._vectors = None
+        self._ids = None
+        progress = self._read_progress()
+        if progress is not None and progress.get("identity") == self.identity:
+            self.chunks_done, self.rows, self.dim, self._ids_bytes = (
+                progress["chunks"], progress["rows"], progress["dim"], progress["ids_bytes"]
+            )
+            if self.chunks_done:
+                log.info("%s: resuming an unfinished encode: %d chunk(s), %d vectors already written",
+                         self.output.name, self.chunks_done, self.rows)
+        elif self.work.exists():
+            log.info("%s: an unfinished encode of another corpus, model or setting was found; starting over", self.output.name)
+            shutil.rmtree(self.work)
+
+    def _read_progress(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.work / _PROGRESS).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _open(self, dim: int) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        vectors_path, ids_path = self.work / _VECTORS, self.work / _IDS
+        if self.chunks_done:
+            # Drop whatever a killed run wrote after its last commit.
+            self._vectors = open(vectors_path, "r+b")
+            self._vectors.truncate(len(npy_header(0, dim)) + self.rows * dim * 4)
+            self._vectors.seek(0, os.SEEK_END)
+            self._ids = open(ids_path, "r+b")
+            self._ids.truncate(self._ids_bytes)
+            self._ids.seek(0, os.SEEK_END)
+        else:
+            self._vectors = open(vectors_path, "wb")
+            self._vectors.write(npy_header(0, dim))
+            self._ids = open(ids_path, "wb")
+        self.dim = dim
+
+    def write(self, vectors: np.ndarray, ids: list[Any]) -> None:
+        """Append one chunk and commit it: after this returns, a crash cannot lose it."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(ids):
+            raise ValueError(f"expected (n, dim) vectors with n ids, got {vectors.shape} and {len(ids)} ids")
+        if self._vectors is None:
+            self._open(vectors.shape[1])
+        if vectors.shape[1] != self.dim:
+            raise ValueError(f"expected {self.dim}-dimensional vectors, got {vectors.shape[1]}")
+        self._vectors.write(vectors.tobytes())
+        self._ids.write("".join(json.dumps(i, ensure_ascii=False, default=str) + "\n" for i in ids).encode("utf-8"))
+        for f in (self._vectors, self._ids):
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows += len(vectors)
+        self.chunks_done += 1
+        self._ids_bytes = self._ids.tell()
+        atomic_write_text(self.work / _PROGRESS, json.dumps({
+            "identity": self.identity, "chunks": self.chunks_done, "rows": self.rows, "dim": self.dim,
+            "ids_bytes": self._ids_bytes,
+        }))
+
+    def close(self) -> Path:
+        """Finish: fill in the row count, move ``vectors.npy`` and its ids into place, remove the work folder."""
+        if self._vectors is None:
+            if self.dim is None:
+                raise ValueError("nothing was written")
+            self._open(self.dim)  # every chunk came from the previous run
+        self._vectors.seek(0)
+        self._vectors.write(npy_header(self.rows, self.dim))
+        for f in (self._vectors, self._ids):
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        os.replace(self.work / _VECTORS, self.output)
+        os.replace(self.work / _IDS, self.ids_output)
+        shutil.rmtree(self.work)
+        return self.output
+
+    def discard(self) -> None:
+        """Remove the work folder (the input was bad: there is nothing worth resuming)."""
+        for f in (self._vectors, self._ids):
+            if f is not None:
+                f.close()
+        shutil.rmtree(self.work, ignore_errors=True)
