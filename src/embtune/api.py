@@ -19,6 +19,7 @@ from embtune.data.pairs import read_pairs
 from embtune.data.readers import FORMATS
 from embtune.data.vectors import NpyStreamWriter, l2_normalize
 from embtune.encoders import DEFAULT_MODEL, Encoder, VectorCache, load_encoder, resolve_model
+from embtune.encoders.cache import directory_fingerprint
 from embtune.encoders.encode import EncodeStats, encode_file, encode_items, estimate_rows
 from embtune.errors import EmbtuneError, InputError
 from embtune.evaluate.metrics import Metrics, PairVectors, evaluate_vectors
@@ -52,17 +53,23 @@ def encode_corpus(
     tuner: str | Path | Any | None = None,
     output: str | Path | None = None,
     text_field: str = "text",
+    id_field: str | None = None,
     batch_size: int = 64,
+    chunk_size: int = 8192,
     normalize: bool = True,
     device: str = "auto",
+    backend: str = "torch",
     cache: bool | VectorCache = True,
     show_progress: bool | None = None,
 ) -> EncodeResult:
-    """Encode a corpus file (streamed in chunks) or a list of texts, through the vector cache.
+    """Encode a corpus file or folder of shards (streamed in chunks) or a list of texts, through the vector cache.
 
-    With ``output`` the vectors go to a .npy file (written atomically) and come back memory-mapped. With ``tuner`` (a
-    fitted tuner or the folder one was saved to) the model's vectors pass through it; ``model`` then defaults to the
-    base model the tuner was fitted on, else to all-MiniLM-L6-v2.
+    With ``output`` the vectors go to a .npy file and come back memory-mapped; a text corpus is then streamed with flat
+    memory, its row ids (``id_field``'s values, else row numbers) go to ``<output stem>.ids.jsonl``, and a killed run
+    started again resumes after the last chunk it wrote. With ``tuner`` (a fitted tuner or the folder one was saved to)
+    the model's vectors pass through it; ``model`` then defaults to the base model the tuner was fitted on, else to
+    all-MiniLM-L6-v2. ``backend`` "onnx" / "onnx-int8" runs a text model with ONNX Runtime (see
+    :mod:`embtune.encoders.onnx`).
 
     >>> result = encode_corpus("corpus.jsonl", output="vectors.npy")
     >>> result.vectors.shape, result.stats.from_cache
@@ -71,16 +78,18 @@ def encode_corpus(
         raise EmbtuneError(f"--batch-size must be at least 1 (got {batch_size})")
     _refuse_bare_text(corpus)
     vector_cache = _open_cache(cache)
-    transform = None
+    transform = transform_id = None
     if tuner is not None:
+        if isinstance(tuner, (str, Path)) and Path(tuner).is_dir():
+            transform_id = directory_fingerprint(Path(tuner), vector_cache)
         tuner, model = _tuner_and_base_model(tuner, model, vector_cache, device)
         transform = tuner.transform
     image_data = None
     if isinstance(corpus, (str, Path)) and is_image_corpus(corpus):
         image_data = read_image_corpus(corpus, use_labels=False)
-        encoder = _encoder_for(model, image_data, device=device, cache=vector_cache)
+        encoder = _encoder_for(model, image_data, device=device, cache=vector_cache, backend=backend)
     else:
-        encoder = load_encoder(model or DEFAULT_MODEL, device=device, cache=vector_cache)
+        encoder = load_encoder(model or DEFAULT_MODEL, device=device, cache=vector_cache, backend=backend)
 
     def finish(vectors: np.ndarray) -> np.ndarray:
         if transform is None:
@@ -99,11 +108,14 @@ def encode_corpus(
                     corpus_path,
                     output,
                     text_field=text_field,
+                    id_field=id_field,
                     cache=vector_cache,
                     batch_size=batch_size,
+                    chunk_size=chunk_size,
                     normalize=normalize,
                     on_progress=advance,
                     transform=transform,
+                    transform_id=transform_id,
                 )
                 return EncodeResult(np.load(output, mmap_mode="r"), stats, encoder.name, Path(output))
             texts = read_corpus(corpus_path, text_field=text_field, label_field=None).texts
@@ -205,7 +217,13 @@ class Evaluation:
         }
 
 
-def _load_corpus(corpus, text_field: str, label_field: str | None, use_labels: bool) -> Corpus:
+EVALUATE_SAMPLE = 20_000  # texts scored by `evaluate` on a bigger corpus: metrics are stable well before that
+TUNE_SAMPLE = 100_000  # texts a tuner is fitted and scored on; `encode --tuner` then streams the whole corpus
+
+
+def _load_corpus(corpus, text_field: str, label_field: str | None, use_labels: bool, *, sample: int | None = None,
+                 seed: int = 0) -> Corpus:
+    """The corpus in memory; with ``sample``, a fixed-seed sample of that many texts when the corpus is bigger."""
     if isinstance(corpus, Corpus):
         return corpus
     _refuse_bare_text(corpus)
@@ -213,11 +231,24 @@ def _load_corpus(corpus, text_field: str, label_field: str | None, use_labels: b
         return Corpus(texts=_check_texts(corpus))
     if is_image_corpus(corpus):
         return read_image_corpus(corpus, label_field=label_field or "label", use_labels=use_labels)
+    options = {"text_field": text_field, "sample": sample, "seed": seed}
     if not use_labels:
-        return read_corpus(corpus, text_field=text_field, label_field=None)
-    if label_field is None:
-        return read_corpus(corpus, text_field=text_field, label_field="label", require_labels=False)
-    return read_corpus(corpus, text_field=text_field, label_field=label_field, require_labels=True)
+        data = read_corpus(corpus, label_field=None, **options)
+    elif label_field is None:
+        data = read_corpus(corpus, label_field="label", require_labels=False, **options)
+    else:
+        data = read_corpus(corpus, label_field=label_field, require_labels=True, **options)
+    if data.sampled_from:
+        log.info("%s: %d texts; using a fixed-seed sample of %d (seed %d)", Path(corpus).name, data.sampled_from,
+                 len(data), seed)
+    return data
+
+
+def _sample_note(data: Corpus, seed: int) -> list[str]:
+    if not data.sampled_from:
+        return []
+    return [f"scored on a fixed-seed sample of {len(data):,} of the corpus's {data.sampled_from:,} texts (seed {seed}); "
+            "--sample N changes its size, --sample 0 uses every text"]
 
 
 def _read_test(test: str | Path, text_field: str, label_field: str | None, labelled: bool) -> Corpus:
@@ -228,7 +259,7 @@ def _read_test(test: str | Path, text_field: str, label_field: str | None, label
                        require_labels=labelled)
 
 
-def _encoder_for(model, data: Corpus, *, device: str, cache: VectorCache | None) -> Encoder:
+def _encoder_for(model, data: Corpus, *, device: str, cache: VectorCache | None, backend: str = "torch") -> Encoder:
     """The encoder for ``data``: the default model follows the corpus (all-MiniLM-L6-v2 for texts, EfficientNet-Lite0
     for images); a text model on images, or the reverse, is refused with what to pass instead."""
     from embtune.encoders.image import DEFAULT_IMAGE_MODEL
@@ -236,7 +267,7 @@ def _encoder_for(model, data: Corpus, *, device: str, cache: VectorCache | None)
     images = data.unit == "images"
     if images and (model is None or (isinstance(model, str) and model == DEFAULT_MODEL)):
         model = DEFAULT_IMAGE_MODEL
-    encoder = load_encoder(model, device=device, cache=cache)
+    encoder = load_encoder(model, device=device, cache=cache, backend=backend)
     wanted = "image" if images else "text"
     if getattr(encoder, "modality", "text") != wanted:
         where = data.path or "the corpus"
@@ -279,8 +310,10 @@ def evaluate(
     k: int | None = None,
     seeds: int = 5,
     seed: int = 0,
+    sample: int | None = EVALUATE_SAMPLE,
     batch_size: int = 64,
     device: str = "auto",
+    backend: str = "torch",
     cache: bool | VectorCache = True,
     show_progress: bool | None = None,
 ) -> Evaluation:
@@ -288,7 +321,8 @@ def evaluate(
 
     Labels come from ``label_field`` (default: the field ``label`` when every row has one). Label metrics are scored on
     ``test`` when given, else on a stratified 20 % held out from the probes' fit. ``pairs`` is a file of
-    ``text1``/``text2``/``score`` (STS Spearman) or ``label`` (ROC AUC).
+    ``text1``/``text2``/``score`` (STS Spearman) or ``label`` (ROC AUC). A corpus of more than ``sample`` texts is
+    scored on a fixed-seed sample of that many (read in one streaming pass; the notes say so); 0 or None scores all.
 
     >>> result = embtune.evaluate("banking.jsonl", model="all-MiniLM-L6-v2", test="banking-test.jsonl")
     >>> result.metrics["v_measure"]
@@ -298,9 +332,11 @@ def evaluate(
         raise EmbtuneError(f"--seeds must be at least 1 (got {seeds})")
     if k is not None and k < 2:
         raise EmbtuneError(f"--k must be at least 2 (got {k})")
-    data = _load_corpus(corpus, text_field, label_field, use_labels)
+    if vectors is not None:
+        sample = None  # precomputed vectors are one row per text of the whole corpus
+    data = _load_corpus(corpus, text_field, label_field, use_labels, sample=sample, seed=seed)
     vector_cache = _open_cache(cache)
-    notes: list[str] = []
+    notes: list[str] = _sample_note(data, seed)
     if data.labels is not None:
         notes.append(f"labels from field {label_field or 'label'!r}: {data.n_labels} distinct")
     test_data = None
@@ -320,7 +356,7 @@ def evaluate(
         model_name = Path(vectors).name if isinstance(vectors, (str, Path)) else "given vectors"
         encoder = None
     else:
-        encoder = _encoder_for(model, data, device=device, cache=vector_cache)
+        encoder = _encoder_for(model, data, device=device, cache=vector_cache, backend=backend)
         model_name = encoder.name
         corpus_vectors = encode_texts(data.texts, data.path.name if data.path else "texts")
 
@@ -385,6 +421,7 @@ class TuneResult:
     fit_seconds: float
     labels_used_for_fit: bool
     output: Path | None = None
+    sampled_from: int | None = None  # the corpus size when the tuner was fitted on a fixed-seed sample of it
 
     def delta(self) -> dict[str, float]:
         return {k: self.after.values[k] - v for k, v in self.before.values.items() if k in self.after.values}
@@ -398,6 +435,7 @@ class TuneResult:
             "n_heldout": self.n_heldout,
             "fit_seconds": round(self.fit_seconds, 3),
             "labels_used_for_fit": self.labels_used_for_fit,
+            "sampled_from": self.sampled_from,
             "before": self.before.to_dict(),
             "after": self.after.to_dict(),
             "delta": self.delta(),
@@ -422,6 +460,7 @@ def tune(
     k: int | None = None,
     seeds: int = 5,
     seed: int = 0,
+    sample: int | None = TUNE_SAMPLE,
     batch_size: int = 64,
     device: str = "auto",
     cache: bool | VectorCache = True,
@@ -433,7 +472,9 @@ def tune(
     The tuner is fitted on the corpus minus a held-out ``heldout_fraction`` (or on all of it when ``test`` is given);
     both spaces are then scored on the held-out part with the same KMeans k and seeds. Label-free methods never see
     the labels; they are only used to report. With ``output`` the tuner is saved there (safetensors + JSON) together
-    with ``tuning.json`` (base model, method, metrics) and ``report.html`` (unless ``write_report=False``).
+    with ``tuning.json`` (base model, method, metrics) and ``report.html`` (unless ``write_report=False``). A corpus of
+    more than ``sample`` texts is fitted and scored on a fixed-seed sample of that many; ``embtune encode --tuner`` then
+    streams the whole corpus through the fitted tuner.
 
     >>> result = embtune.tune("tickets.jsonl", method="infonce", positives="neighbors", output="tuner/")
     >>> result.delta()["silhouette"]
@@ -446,7 +487,7 @@ def tune(
     spec = METHODS[method]
     if not 0 < heldout_fraction < 1:
         raise EmbtuneError(f"held-out fraction must be between 0 and 1 (got {heldout_fraction})")
-    data = _load_corpus(corpus, text_field, label_field, use_labels)
+    data = _load_corpus(corpus, text_field, label_field, use_labels, sample=sample, seed=seed)
     if spec.needs_labels and data.labels is None:
         raise EmbtuneError(
             f"--method {method} learns from labels, and {data.describe()}; pass --labels FIELD, "
@@ -498,6 +539,7 @@ def tune(
     result = TuneResult(
         tuner=tuner, method=method, model=encoder.name, before=before, after=after, n_fit=len(fit_x),
         n_heldout=len(held_x), fit_seconds=fit_seconds, labels_used_for_fit=spec.needs_labels,
+        sampled_from=data.sampled_from,
     )
     if output is not None:
         result.output = Path(output)
@@ -670,7 +712,16 @@ def finetune(
             raise EmbtuneError(f"--objective {objective}: TensorFlow models fine-tune with {' or '.join(TF_OBJECTIVES)}")
     else:
         objective_cls = objective_class(objective)
-    _check_output_folder(output, resume, overwrite)
+    from embtune.finetune import distributed
+
+    if distributed.launched():
+        if tensorflow:
+            raise EmbtuneError("TensorFlow models train in one process; run without torchrun / --nproc")
+        device = distributed.init_if_launched(device)
+        show_progress = show_progress if distributed.is_main() else False
+    if distributed.is_main():
+        _check_output_folder(output, resume, overwrite)
+    distributed.barrier()
     if tensorflow:
         return _finetune_tfhub(
             corpus, objective=objective, model=model, output=output, text_field=text_field, label_field=label_field,
@@ -757,6 +808,13 @@ def finetune(
         result = train(st_model, objective_module, items, config, checkpoint_dir=checkpoint_dir, eval_set=eval_set,
                        resume=resume, on_step=update)
     after = evaluate_model(st_model, eval_set) if eval_set is not None else {}
+    if not distributed.is_main():  # the other processes trained the same weights; rank 0 exports them
+        distributed.barrier()
+        return FinetuneResult(
+            output=output, objective=objective, base_model=resolved.name, steps=result.steps,
+            kept_step=result.kept_step, stopped=result.stopped, seconds=result.seconds, n_train=len(items),
+            n_eval=len(eval_set.texts) if eval_set else 0, before=result.initial, after=after, history=result.history,
+        )
     summary = {
         "base_model": resolved.name, "base_model_path": str(resolved.path), "objective": objective,
         "objective_summary": objective_cls.summary, "corpus": source, "n_train": len(items),
@@ -773,6 +831,7 @@ def finetune(
     if write_report and objective_cls.data in ("texts", "images"):
         report(corpus, before=encoder.source if images else model, after=output, output=output / "report.html",
                text_field=text_field, label_field=label_field, use_labels=use_labels, seed=seed, device=device)
+    distributed.barrier()  # the other processes wait for the export before they exit
     return FinetuneResult(
         output=output, objective=objective, base_model=resolved.name, steps=result.steps, kept_step=result.kept_step,
         stopped=result.stopped, seconds=result.seconds, n_train=len(items), n_eval=summary["n_eval"],

@@ -49,6 +49,15 @@ TextField = Annotated[str, typer.Option("--text-field", help="Field (column) hol
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the vector cache.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for splits and samples.")]
+Backend = Annotated[
+    str,
+    typer.Option("--backend", help="torch, onnx (ONNX Runtime, fp32, fused) or onnx-int8 (per-channel int8): text models only, "
+                 "exported once and refused if their vectors stray from torch's (mean cosine < 0.99)."),
+]
+
+
+def _sample_option(default: int, what: str):
+    return Annotated[int, typer.Option("--sample", min=0, help=f"On a corpus of more texts, {what} a fixed-seed sample of this many (0: every text) [default: {default:,}].", show_default=False)]
 
 
 class _Formatter(logging.Formatter):
@@ -128,8 +137,8 @@ def _stdout_console():
     )
 )
 def encode(
-    corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt (one text per line), .csv, .tsv, .jsonl or .parquet; or images (a folder, or an index with a 'path' field).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the vectors (.npy, float32, one row per text).")],
+    corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt (one text per line), .csv, .tsv, .jsonl or .parquet, or a folder of such shards; or images (a folder, or an index with a 'path' field).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the vectors (.npy, float32, one row per text); row ids go beside it in NAME.ids.jsonl.")],
     model: Annotated[
         Optional[str],
         typer.Option(
@@ -142,19 +151,48 @@ def encode(
         Optional[Path], typer.Option("--tuner", help="A tuner folder from `embtune tune -o`: vectors pass through it.")
     ] = None,
     text_field: TextField = "text",
+    id_field: Annotated[
+        Optional[str],
+        typer.Option("--id-field", help="Field holding each row's id, written to NAME.ids.jsonl [default: 1-based row numbers]."),
+    ] = None,
     batch_size: BatchSize = 64,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", min=1, help="Texts read, encoded and committed to disk at a time: the most a crash can lose.")
+    ] = 8192,
     normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", help="L2-normalise the vectors.")] = True,
     device: Device = "auto",
+    backend: Backend = "torch",
+    ray: Annotated[bool, typer.Option("--ray", help="Encode on a Ray cluster (Ray Data actor pool; pip install 'embtune[ray]'): -o is then a folder of parquet shards.")] = False,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --ray: a running cluster ('auto' or ray://HOST:10001) [default: start a local one].")] = None,
+    actors: Annotated[Optional[int], typer.Option("--actors", min=1, help="With --ray: model-holding actors [default: one per CPU].")] = None,
     no_cache: NoCache = False,
     json_out: Json = False,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Embed every text of a corpus into a .npy file, streaming in chunks through the vector cache."""
+    """Embed every text of a corpus into a .npy file, streaming in chunks through the vector cache.
+
+    Memory stays flat for any corpus size, and a killed encode run again with the same arguments resumes after the
+    last chunk it wrote.
+    """
 
     def action():
         from embtune.api import encode_corpus
 
+        if ray:
+            from embtune.encoders.ray_encode import encode_with_ray
+
+            if tuner is not None:
+                raise EmbtuneError("--ray encodes with a model; apply a tuner to the parquet vectors afterwards")
+            summary = encode_with_ray(corpus, output, model=model or "all-MiniLM-L6-v2", backend=backend,
+                                      text_field=text_field, id_field=id_field, batch_size=batch_size, actors=actors,
+                                      address=ray_address)
+            if json_out:
+                _print_json(summary)
+            elif not quiet:
+                print(f"wrote {summary['rows']} vectors in {summary['shards']} parquet shard(s) to {output} with "
+                      f"{summary['model']} on {summary['actors']} Ray actor(s)", file=sys.stderr)
+            return
         if output.suffix.lower() != ".npy":
             raise EmbtuneError(f"--output {output}: vectors are written as .npy; use a name ending in .npy")
         result = encode_corpus(
@@ -163,9 +201,12 @@ def encode(
             tuner=tuner,
             output=output,
             text_field=text_field,
+            id_field=id_field,
             batch_size=batch_size,
+            chunk_size=chunk_size,
             normalize=normalize,
             device=device,
+            backend=backend,
             cache=not no_cache,
             show_progress=False if quiet or json_out and not sys.stderr.isatty() else None,
         )
@@ -181,14 +222,19 @@ def encode(
                     "from_cache": s.from_cache,
                     "encoded": s.encoded,
                     "skipped_empty": s.skipped_empty,
+                    "resumed_rows": s.extra.get("resumed_rows", 0),
+                    "ids": s.extra.get("ids"),
                     "seconds": round(s.seconds, 3),
                 }
             )
         elif not quiet:
+            resumed = s.extra.get("resumed_rows", 0)
             print(
                 f"wrote {output} ({s.items} x {s.dim} float32) with {result.model} in {s.seconds:.1f} s: "
-                f"{s.encoded} encoded" + (f" at {rate:.0f} items/s" if rate else "") + f", {s.from_cache} from cache"
-                + (f", {s.skipped_empty} empty rows skipped" if s.skipped_empty else ""),
+                + (f"{resumed} from the interrupted run, " if resumed else "")
+                + f"{s.encoded} encoded" + (f" at {rate:.0f} items/s" if rate else "") + f", {s.from_cache} from cache"
+                + (f", {s.skipped_empty} empty rows skipped" if s.skipped_empty else "")
+                + (f"; row ids in {Path(s.extra['ids']).name}" if s.extra.get("ids") else ""),
                 file=sys.stderr,
             )
 
@@ -227,8 +273,10 @@ def evaluate(
     k: Annotated[Optional[int], typer.Option("--k", help="KMeans clusters [default: number of labels, else best silhouette].")] = None,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="KMeans seeds to average over.")] = 5,
     seed: Seed = 0,
+    sample: _sample_option(20_000, "score") = 20_000,
     batch_size: BatchSize = 64,
     device: Device = "auto",
+    backend: Backend = "torch",
     no_cache: NoCache = False,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -253,8 +301,10 @@ def evaluate(
             k=k,
             seeds=seeds,
             seed=seed,
+            sample=sample,
             batch_size=batch_size,
             device=device,
+            backend=backend,
             cache=not no_cache,
             show_progress=False if quiet else None,
         )
@@ -320,6 +370,7 @@ def tune(
     k: Annotated[Optional[int], typer.Option("--k", help="KMeans clusters for the comparison.")] = None,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="KMeans seeds to average over.")] = 5,
     seed: Seed = 0,
+    sample: _sample_option(100_000, "fit and score on") = 100_000,
     batch_size: BatchSize = 64,
     device: Device = "auto",
     no_cache: NoCache = False,
@@ -351,6 +402,7 @@ def tune(
             k=k,
             seeds=seeds,
             seed=seed,
+            sample=sample,
             batch_size=batch_size,
             device=device,
             cache=not no_cache,
@@ -360,6 +412,9 @@ def tune(
         if json_out:
             _print_json(result.to_dict())
             return
+        if result.sampled_from:
+            log.info("the corpus has %d texts: the tuner was fitted and scored on a fixed-seed sample of %d (--sample)",
+                     result.sampled_from, sample)
         log.info(
             "fitted %s on %d texts in %.1f s; comparing on %d held-out texts",
             type(result.tuner).__name__, result.n_fit, result.fit_seconds, result.n_heldout,
@@ -462,6 +517,7 @@ def finetune(
     reconstruct: Annotated[Optional[str], typer.Option("--reconstruct", help="autoencoder (images): what the decoder rebuilds, pixels (default) or features (the base model's).")] = None,
     no_collapse_guard: Annotated[bool, typer.Option("--no-collapse-guard", help="Let a collapsing run go on (to study it).")] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Do not write OUT/report.html.")] = False,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Train data-parallel in N processes on this machine (torchrun: gloo on CPU, NCCL on one GPU each); --batch-size stays the global batch.")] = 1,
     seed: Seed = 0,
     device: Device = "auto",
     json_out: Json = False,
@@ -469,6 +525,10 @@ def finetune(
     debug: Debug = False,
 ) -> None:
     """Fine-tune the whole model (text or image), label-free or on pairs; watch it on held-out data; export it."""
+    from embtune.finetune import distributed
+
+    if nproc > 1 and not distributed.launched():
+        raise typer.Exit(_relaunch_with_torchrun(nproc, quiet))
 
     def action():
         from embtune.api import finetune as run_finetune
@@ -495,6 +555,8 @@ def finetune(
             device=device, show_progress=False if quiet else None, collapse_guard=not no_collapse_guard,
             write_report=not no_report,
         )
+        if not distributed.is_main():
+            return  # rank 0 speaks for the run
         if json_out:
             _print_json(result.to_dict())
             return
@@ -508,6 +570,25 @@ def finetune(
                   file=sys.stderr)
 
     _run(quiet, debug, action)
+
+
+def _relaunch_with_torchrun(nproc: int, quiet: bool) -> int:
+    """Run this same command in ``nproc`` processes under torchrun (single machine); returns its exit code."""
+    import subprocess
+
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            argv.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "embtune", *argv]
+    if not quiet:
+        print(f"launching {nproc} training processes: {' '.join(command[1:])}", file=sys.stderr)
+    return subprocess.call(command)
 
 
 # -- report ---------------------------------------------------------------------------------------------------------
