@@ -5,12 +5,16 @@ from __future__ import annotations
 from embtune.encoders.base import Encoder
 from embtune.encoders.cache import VectorCache, text_key
 from embtune.encoders.resolve import DEFAULT_MODEL, ResolvedModel, resolve_model
+from embtune.errors import EmbtuneError
 
 
-def load_encoder(model: str | Encoder | None = None, *, device: str = "auto", cache: VectorCache | None = None) -> Encoder:
+def load_encoder(model: str | Encoder | None = None, *, device: str = "auto", cache: VectorCache | None = None,
+                 backend: str = "torch", min_cosine: float | None = None) -> Encoder:
     """An :class:`Encoder` for ``model``: a shipped model name, a local model folder, or an encoder object.
 
-    Weights load lazily, on the first encode that misses the cache.
+    Weights load lazily, on the first encode that misses the cache. ``backend`` "onnx" or "onnx-int8" runs a
+    sentence-transformers / Hugging Face text model with ONNX Runtime (exported once, checked against torch: an export
+    whose mean cosine falls below ``min_cosine``, default 0.99, is refused).
 
     >>> encoder = load_encoder("all-MiniLM-L6-v2")
     >>> encoder.encode(["hello"]).shape
@@ -19,6 +23,18 @@ def load_encoder(model: str | Encoder | None = None, *, device: str = "auto", ca
     if model is not None and not isinstance(model, str) and isinstance(model, Encoder):
         return model
     resolved = resolve_model(model)
+    if backend != "torch":
+        from embtune.encoders.onnx import BACKENDS, DEFAULT_MIN_COSINE, OnnxEncoder
+
+        if backend not in BACKENDS:
+            raise EmbtuneError(f"--backend {backend!r}: use one of {', '.join(BACKENDS)}")
+        if resolved.backend not in ("sentence-transformers", "transformers"):
+            raise EmbtuneError(f"--backend {backend} runs sentence-transformers / Hugging Face text models; "
+                               f"{resolved.name} is a {resolved.backend} model: drop --backend")
+        if device not in ("auto", "cpu"):
+            raise EmbtuneError(f"--backend {backend} runs on the CPU; drop --device {device} or use --backend torch")
+        return OnnxEncoder(resolved.path, name=resolved.name, variant=backend, cache=cache,
+                           min_cosine=DEFAULT_MIN_COSINE if min_cosine is None else min_cosine)
     if device not in ("auto", "cpu"):  # an impossible device fails now, not after reading the corpus
         from embtune.encoders.device import resolve_device
 
