@@ -7,11 +7,13 @@ from pathlib import Path
 
 
 def build_tiny_sentence_model(
-    directory: Path, corpus: list[str], *, hidden: int = 32, seed: int = 0, mlm_head: bool = False
+    directory: Path, corpus: list[str], *, hidden: int = 32, seed: int = 0, mlm_head: bool = False,
+    dropout: float = 0.1,
 ) -> Path:
     """Save a sentence-transformers folder (BERT 2x``hidden`` + mean pooling + normalize) to ``directory``.
 
-    With ``mlm_head`` the underlying Hugging Face folder also holds a (random) masked-LM head.
+    With ``mlm_head`` the underlying Hugging Face folder also holds a (random) masked-LM head; ``dropout=0`` makes
+    training deterministic whatever the process layout (for the distributed tests).
     """
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
@@ -45,7 +47,8 @@ def build_tiny_sentence_model(
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=tokenizer.get_vocab_size(), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=2 * hidden, max_position_embeddings=128,
+        intermediate_size=2 * hidden, max_position_embeddings=128, hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     hf_dir = directory / "hf"
     (BertForMaskedLM if mlm_head else BertModel)(config).save_pretrained(hf_dir)

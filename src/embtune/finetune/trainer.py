@@ -6,7 +6,8 @@ given), early stopping on a chosen metric with keep-best, atomic checkpoints eve
 ``resume`` continues exactly (weights, optimizer, scheduler, random states, position in the data), a time budget,
 and two guards: a non-finite loss stops the run with the last good checkpoint intact, and a collapsing space (the
 spread 1 - mean pairwise cosine, or the effective rank, falling below a quarter of where it started) stops it before
-more damage is done and goes back to the last healthy checkpoint.
+more damage is done and goes back to the last healthy checkpoint. Under ``torchrun`` the same loop runs data-parallel
+(see :mod:`embtune.finetune.distributed`): ``batch_size`` is the global batch.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from embtune.errors import EmbtuneError
 from embtune.evaluate.metrics import METRIC_INFO
 from embtune.evaluate.monitor import training_metrics
+from embtune.finetune import distributed
 from embtune.finetune.objectives.base import encode_frozen
 from embtune.finetune.checkpoint import (
     TrainState,
@@ -205,8 +207,10 @@ def train(
     def checkpoint() -> None:
         state.numpy_rng = rng.bit_generator.state
         state.scheduler = scheduler.state_dict()
-        save_checkpoint(checkpoint_dir, model=model, objective_state=objective.extra_state(model),
-                        optimizer=optimizer, state=state, keep=config.keep_checkpoints)
+        if distributed.is_main():  # every process holds the same state; one writes it
+            save_checkpoint(checkpoint_dir, model=model, objective_state=objective.extra_state(model),
+                            optimizer=optimizer, state=state, keep=config.keep_checkpoints)
+        distributed.barrier()
 
     if not resume:
         checkpoint()  # step 0: there is always a healthy state to go back to
@@ -243,9 +247,11 @@ def train(
         if micro % config.grad_accum:
             continue
 
+        parameters = [p for g in optimizer.param_groups for p in g["params"]]
+        distributed.average_gradients(parameters)
         if scaler:
             scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], config.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
         if scaler:
             scaler.step(optimizer)
             scaler.update()
@@ -256,7 +262,7 @@ def train(
         state.step += 1
         state.losses.append([state.step, round(float(loss.detach()), 6)])
         state.seconds = time.perf_counter() - started
-        if on_step is not None:
+        if on_step is not None and distributed.is_main():
             on_step(state.step, total, float(loss.detach()))
 
         new_best = False
@@ -265,7 +271,7 @@ def train(
             if stopped == "collapse":
                 break  # the collapsed weights are never checkpointed
             new_best = state.best_step == state.step
-        over_time = config.max_minutes is not None and state.seconds > config.max_minutes * 60
+        over_time = distributed.agree(config.max_minutes is not None and state.seconds > config.max_minutes * 60)
         if over_time and stopped == "finished":
             stopped = "time budget"
         if state.step % checkpoint_every == 0 or state.step == total or new_best or stopped != "finished":

@@ -7,6 +7,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from embtune.finetune.distributed import shard_and_gather
+
 
 def tokenize(model, texts: list[str]) -> dict[str, Any]:
     """The model's own tokenisation of ``texts`` (padded to the longest, truncated to max_seq_length), on its device."""
@@ -17,10 +19,14 @@ def tokenize(model, texts: list[str]) -> dict[str, Any]:
 
 def embed(model, texts: list[str]) -> torch.Tensor:
     """Sentence embeddings of ``texts`` with gradients (the model's own tokenizer, padding and pooling); for an image
-    model, ``texts`` are image paths and this is its features of the un-augmented images."""
+    model, ``texts`` are image paths and this is its features of the un-augmented images.
+
+    Under distributed training each process embeds its share of ``texts`` and gets the whole batch back, gradients
+    included (:func:`embtune.finetune.distributed.shard_and_gather`).
+    """
     if hasattr(model, "images"):
-        return model(model.images(texts))
-    return model(tokenize(model, texts))["sentence_embedding"]
+        return shard_and_gather(texts, lambda part: model(model.images(part)))
+    return shard_and_gather(texts, lambda part: model(tokenize(model, part))["sentence_embedding"])
 
 
 def item_text(item) -> str:
