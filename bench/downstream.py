@@ -5,7 +5,7 @@ textcnn: TextCNNClassifier over all-MiniLM-L6-v2's static token embeddings, froz
          over random at each size.
 fewshot: 8 examples per class, seeds 0..N-1: logistic regression on frozen vectors (the floor), embtune's
          FewShotClassifier, and SetFit (bench-only dependency) with the same base model, same seeds, same process:
-         test accuracy and training wall time.
+         test accuracy, training wall time and CPU time (process time: fair when other jobs share the machine).
 
 Setup: .venv/bin/pip install -c constraints.txt -r bench/requirements.txt
 Usage: .venv/bin/python bench/downstream.py textcnn [--sizes 10,50,full] [--variants frozen,trainable,random]
@@ -71,7 +71,7 @@ def textcnn(args) -> None:
         save(f"textcnn_{size}", {"n_train": len(pick), **row})
 
 
-def setfit_run(texts, labels, test_x, seed: int, iterations: int) -> tuple[np.ndarray, float]:
+def setfit_run(texts, labels, test_x, seed: int, iterations: int) -> tuple[np.ndarray, float, float]:
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
@@ -82,10 +82,10 @@ def setfit_run(texts, labels, test_x, seed: int, iterations: int) -> tuple[np.nd
         args = TrainingArguments(output_dir=scratch, num_iterations=iterations, seed=seed, report_to="none",
                                  show_progress_bar=False)
         trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": texts, "label": list(labels)}))
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         trainer.train()
-        seconds = time.perf_counter() - start
-    return np.asarray(model.predict(test_x)), seconds
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    return np.asarray(model.predict(test_x)), seconds, cpu_seconds
 
 
 def fewshot(args) -> None:
@@ -101,15 +101,17 @@ def fewshot(args) -> None:
         row = {"n_train": len(pick)}
         for name, clf in (("logreg_frozen", FewShotClassifier(epochs=0, random_state=seed)),
                           ("embtune_fewshot", FewShotClassifier(epochs=args.epochs, random_state=seed))):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             clf.fit(texts, labels)
-            seconds = time.perf_counter() - start
-            row[name] = {"accuracy": round(100 * accuracy_score(test_y, clf.predict(test_x)), 2), "seconds": round(seconds, 1)}
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+            row[name] = {"accuracy": round(100 * accuracy_score(test_y, clf.predict(test_x)), 2), "seconds": round(seconds, 1),
+                         "cpu_seconds": round(cpu_seconds, 1)}
             print(seed, name, row[name], flush=True)
         if args.setfit_iterations:
-            predicted, seconds = setfit_run(texts, labels, test_x, seed, args.setfit_iterations)
+            predicted, seconds, cpu_seconds = setfit_run(texts, labels, test_x, seed, args.setfit_iterations)
             row["setfit"] = {"accuracy": round(100 * accuracy_score(test_y, predicted.astype(str)), 2),
-                             "seconds": round(seconds, 1), "num_iterations": args.setfit_iterations}
+                             "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
+                             "num_iterations": args.setfit_iterations}
             print(seed, "setfit", row["setfit"], flush=True)
         save(f"fewshot_seed{seed}", row)
 

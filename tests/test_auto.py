@@ -4,7 +4,6 @@ the budget is kept, and what is chosen is written where the user can use it."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

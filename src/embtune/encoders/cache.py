@@ -16,7 +16,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 

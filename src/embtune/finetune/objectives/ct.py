@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 
-import torch
 
 from embtune.finetune.losses import info_nce_loss
 from embtune.finetune.objectives.base import Objective, duplicate_mask, embed

@@ -1,0 +1,95 @@
+"""CPU encoding speed of embtune's backends against plain sentence-transformers, same run, same texts.
+
+Backends: plain ``SentenceTransformer.encode`` (its defaults: batch 32, sorted by length), embtune torch (token-length
+batches of 64), embtune onnx (ONNX Runtime fp32, fused graph) and onnx-int8 (per-channel dynamic int8), all on the same
+5,000 BANKING77 train texts, all-MiniLM-L6-v2. Rounds alternate between the backends (this machine's speed drifts), and
+each backend's rate is its best round. The one-off ONNX export (with its check against torch) is timed separately.
+Quality: STS-B test Spearman (cosine vs gold score, 1,379 pairs) for each backend, and the mean / min cosine of each
+backend's vectors to plain sentence-transformers' on the 5,000 texts.
+
+Usage: .venv/bin/python bench/encode_speed.py [--texts 5000] [--rounds 3] [--batch-size 64]
+       results: bench/results/encode_speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--texts", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+
+    from embtune.encoders import load_encoder
+
+    rows = [json.loads(line) for line in (DATA / "banking77" / "train.jsonl").read_text().splitlines()]
+    texts = [r["text"] for r in rows[: args.texts]]
+    sts = [json.loads(line) for line in (DATA / "stsb" / "test.jsonl").read_text().splitlines()]
+
+    # no vector cache: every backend encodes every text
+    encoders = {name: load_encoder("all-MiniLM-L6-v2", backend=name) for name in ("torch", "onnx", "onnx-int8")}
+    plain = encoders["torch"].model  # the SentenceTransformer itself
+
+    export_seconds = {}
+    for name in ("onnx", "onnx-int8"):
+        start = time.perf_counter()
+        encoders[name].encode(texts[:8])  # export (once per machine), check against torch, load the session
+        export_seconds[name] = round(time.perf_counter() - start, 1)
+
+    runners = {"sentence-transformers": lambda t: plain.encode(t, show_progress_bar=False, convert_to_numpy=True)}
+    for name, encoder in encoders.items():
+        runners[f"embtune {name}"] = lambda t, e=encoder: e.encode(t, batch_size=args.batch_size)
+    for run in runners.values():
+        run(texts[:64])  # warm up
+
+    seconds = {name: [] for name in runners}
+    vectors = {}
+    for r in range(args.rounds):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            vectors[name] = run(texts)
+            seconds[name].append(time.perf_counter() - start)
+            print(f"round {r + 1}: {name:24s} {len(texts) / seconds[name][-1]:7.1f} texts/s", flush=True)
+
+    reference = vectors["sentence-transformers"]
+    reference = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+    table = {}
+    for name, run in runners.items():
+        v = vectors[name] / np.linalg.norm(vectors[name], axis=1, keepdims=True)
+        cos = (v * reference).sum(1)
+        a, b = run([p["text1"] for p in sts]), run([p["text2"] for p in sts])
+        sims = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        table[name] = {
+            "texts_per_s": round(len(texts) / min(seconds[name]), 1),
+            "speedup_vs_sentence_transformers": round(min(seconds["sentence-transformers"]) / min(seconds[name]), 2),
+            "sts_spearman": round(100 * spearmanr(sims, [p["score"] for p in sts]).statistic, 2),
+            "mean_cosine_to_st": round(float(cos.mean()), 5), "min_cosine_to_st": round(float(cos.min()), 5),
+        }
+    base_sts = table["sentence-transformers"]["sts_spearman"]
+    for row in table.values():
+        row["sts_delta"] = round(row["sts_spearman"] - base_sts, 2)
+    out = {"texts": len(texts), "rounds": args.rounds, "batch_size": args.batch_size, "export_seconds": export_seconds,
+           "check": {n: encoders[n].check for n in ("onnx", "onnx-int8")}, "backends": table}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "encode_speed.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\n{'backend':24s} {'texts/s':>8s} {'vs ST':>6s} {'STS-B':>6s} {'dSTS':>6s} {'cos mean':>9s} {'cos min':>8s}")
+    for name, row in table.items():
+        print(f"{name:24s} {row['texts_per_s']:8.1f} {row['speedup_vs_sentence_transformers']:6.2f} "
+              f"{row['sts_spearman']:6.2f} {row['sts_delta']:+6.2f} {row['mean_cosine_to_st']:9.5f} {row['min_cosine_to_st']:8.5f}")
+    print(f"export (once): {export_seconds}")
+
+
+if __name__ == "__main__":
+    main()
