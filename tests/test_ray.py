@@ -24,6 +24,9 @@ def local_ray():
              configure_logging=False)
     yield ray
     ray.shutdown()
+    from embtune.encoders.ray_encode import _reenable_our_loggers
+
+    _reenable_our_loggers()  # importing ray.data disabled the loggers that existed then
 
 
 def test_ray_encodes_a_sharded_corpus_like_the_local_encoder(local_ray, tiny_model, demo_rows, tmp_path):

@@ -11,6 +11,7 @@ cluster, the model folder must be at the same path on every node (or on shared s
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,15 @@ def _require_ray():
         import ray.data  # noqa: F401
     except ImportError:
         raise EmbtuneError("--ray needs Ray Data, which is not installed; run `pip install 'embtune[ray]'`") from None
+    _reenable_our_loggers()
     return ray
+
+
+def _reenable_our_loggers() -> None:
+    # Ray Data configures logging with dictConfig on import, which disables every logger that already existed.
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("embtune") and isinstance(logger, logging.Logger):
+            logger.disabled = False
 
 
 class _EncodeBatches:
@@ -108,7 +117,9 @@ def encode_with_ray(
         if actors is None:
             actors = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_actor))
         dataset = _read(ray, files, text_field, id_field)
-        dataset = dataset.filter(lambda row: bool(row[text_field]) and bool(str(row[text_field]).strip()))
+        with warnings.catch_warnings():  # Ray suggests expressions, which cannot say "blank after strip"
+            warnings.filterwarnings("ignore", message="Use 'expr' instead of 'fn'")
+            dataset = dataset.filter(lambda row: bool(row[text_field]) and bool(str(row[text_field]).strip()))
         vectors = dataset.map_batches(
             _EncodeBatches,
             fn_constructor_kwargs={"model": str(resolved.path), "backend": backend, "text_field": text_field,
