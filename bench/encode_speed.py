@@ -7,7 +7,10 @@ each backend's rate is its best round. The one-off ONNX export (with its check a
 Quality: STS-B test Spearman (cosine vs gold score, 1,379 pairs) for each backend, and the mean / min cosine of each
 backend's vectors to plain sentence-transformers' on the 5,000 texts.
 
-Usage: .venv/bin/python bench/encode_speed.py [--texts 5000] [--rounds 3] [--batch-size 64]
+With ``--nproc N`` (N >= 2) two more rows: embtune torch and onnx-int8 in N worker processes (``embtune encode --nproc``),
+the cores shared out between them.
+
+Usage: .venv/bin/python bench/encode_speed.py [--texts 5000] [--rounds 3] [--batch-size 64] [--nproc N]
        results: bench/results/encode_speed.json
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -30,6 +34,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--nproc", type=int, default=1, help="also time N worker processes (N >= 2)")
     args = parser.parse_args()
 
     from embtune.encoders import load_encoder
@@ -51,6 +56,15 @@ def main() -> None:
     runners = {"sentence-transformers": lambda t: plain.encode(t, show_progress_bar=False, convert_to_numpy=True)}
     for name, encoder in encoders.items():
         runners[f"embtune {name}"] = lambda t, e=encoder: e.encode(t, batch_size=args.batch_size)
+    pools = []
+    if args.nproc > 1:
+        from embtune.encoders.multiprocess import ProcessPoolEncoder
+
+        for name in ("torch", "onnx-int8"):
+            pool = ProcessPoolEncoder(encoders[name], processes=args.nproc, model="all-MiniLM-L6-v2", device="cpu",
+                                      backend=name)
+            pools.append(pool)
+            runners[f"embtune {name} x{args.nproc} proc"] = lambda t, e=pool: e.encode(t, batch_size=args.batch_size)
     for run in runners.values():
         run(texts[:64])  # warm up
 
@@ -80,7 +94,8 @@ def main() -> None:
     base_sts = table["sentence-transformers"]["sts_spearman"]
     for row in table.values():
         row["sts_delta"] = round(row["sts_spearman"] - base_sts, 2)
-    out = {"texts": len(texts), "rounds": args.rounds, "batch_size": args.batch_size, "export_seconds": export_seconds,
+    out = {"texts": len(texts), "rounds": args.rounds, "batch_size": args.batch_size, "nproc": args.nproc,
+           "cpu_count": os.cpu_count(), "export_seconds": export_seconds,
            "check": {n: encoders[n].check for n in ("onnx", "onnx-int8")}, "backends": table}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "encode_speed.json").write_text(json.dumps(out, indent=2) + "\n")
@@ -89,6 +104,8 @@ def main() -> None:
         print(f"{name:24s} {row['texts_per_s']:8.1f} {row['speedup_vs_sentence_transformers']:6.2f} "
               f"{row['sts_spearman']:6.2f} {row['sts_delta']:+6.2f} {row['mean_cosine_to_st']:9.5f} {row['min_cosine_to_st']:8.5f}")
     print(f"export (once): {export_seconds}")
+    for pool in pools:
+        pool.close()
 
 
 if __name__ == "__main__":

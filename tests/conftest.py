@@ -19,6 +19,15 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     return cache_dir
 
 
+@pytest.fixture(autouse=True)
+def reset_embtune_logger():
+    """The CLI, run in-process, sets the "embtune" logger's level (--quiet: WARNING); later tests start from NOTSET."""
+    import logging
+
+    yield
+    logging.getLogger("embtune").setLevel(logging.NOTSET)
+
+
 @pytest.fixture(scope="session")
 def demo_rows() -> list[dict]:
     return [json.loads(line) for line in DEMO.read_text().splitlines()]

@@ -59,6 +59,7 @@ def encode_corpus(
     normalize: bool = True,
     device: str = "auto",
     backend: str = "torch",
+    processes: int = 1,
     cache: bool | VectorCache = True,
     show_progress: bool | None = None,
 ) -> EncodeResult:
@@ -69,7 +70,8 @@ def encode_corpus(
     started again resumes after the last chunk it wrote. With ``tuner`` (a fitted tuner or the folder one was saved to)
     the model's vectors pass through it; ``model`` then defaults to the base model the tuner was fitted on, else to
     all-MiniLM-L6-v2. ``backend`` "onnx" / "onnx-int8" runs a text model with ONNX Runtime (see
-    :mod:`embtune.encoders.onnx`).
+    :mod:`embtune.encoders.onnx`). ``processes`` > 1 runs that many copies of the model in worker processes (the CPU
+    cores shared out between them, or one GPU each; see :mod:`embtune.encoders.multiprocess`).
 
     >>> result = encode_corpus("corpus.jsonl", output="vectors.npy")
     >>> result.vectors.shape, result.stats.from_cache
@@ -90,7 +92,22 @@ def encode_corpus(
         encoder = _encoder_for(model, image_data, device=device, cache=vector_cache, backend=backend)
     else:
         encoder = load_encoder(model or DEFAULT_MODEL, device=device, cache=vector_cache, backend=backend)
+    if processes > 1:
+        from embtune.encoders.multiprocess import ProcessPoolEncoder
 
+        spec = model or DEFAULT_MODEL if image_data is None and (model is None or isinstance(model, str)) else None
+        pool = ProcessPoolEncoder(encoder, processes=processes, model=spec, device=device, backend=backend)
+        try:
+            return _encode_with(pool, corpus, image_data, output, text_field, id_field, batch_size, chunk_size,
+                                normalize, vector_cache, show_progress, transform, transform_id)
+        finally:
+            pool.close()
+    return _encode_with(encoder, corpus, image_data, output, text_field, id_field, batch_size, chunk_size, normalize,
+                        vector_cache, show_progress, transform, transform_id)
+
+
+def _encode_with(encoder, corpus, image_data, output, text_field, id_field, batch_size, chunk_size, normalize,
+                 vector_cache, show_progress, transform, transform_id) -> EncodeResult:
     def finish(vectors: np.ndarray) -> np.ndarray:
         if transform is None:
             return vectors

@@ -132,6 +132,7 @@ def _stdout_console():
         "    embtune encode corpus.jsonl -o vectors.npy\n\n"
         "    embtune encode tickets.csv --text-field body --model ./my-model -o tickets.npy\n\n"
         "    embtune encode corpus.jsonl --tuner tuner/ -o tuned.npy\n\n"
+        "    embtune encode shards/ --id-field doc_id --backend onnx-int8 --nproc 4 -o vectors.npy\n\n"
         "Rows with an empty text are skipped (the log says how many), so row i of the output is the i-th non-empty text. "
         "A second run over the same texts reads the vector cache and does no model work."
     )
@@ -162,6 +163,7 @@ def encode(
     normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", help="L2-normalise the vectors.")] = True,
     device: Device = "auto",
     backend: Backend = "torch",
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Encode with N copies of the model in worker processes (the CPU cores shared out, or one GPU each).")] = 1,
     ray: Annotated[bool, typer.Option("--ray", help="Encode on a Ray cluster (Ray Data actor pool; pip install 'embtune[ray]'): -o is then a folder of parquet shards.")] = False,
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --ray: a running cluster ('auto' or ray://HOST:10001) [default: start a local one].")] = None,
     actors: Annotated[Optional[int], typer.Option("--actors", min=1, help="With --ray: model-holding actors [default: one per CPU].")] = None,
@@ -181,6 +183,9 @@ def encode(
 
         if ray:
             from embtune.encoders.ray_encode import encode_with_ray
+
+            if nproc > 1:
+                raise EmbtuneError("--nproc encodes on this machine; with --ray set the number of model copies with --actors")
 
             if tuner is not None:
                 raise EmbtuneError("--ray encodes with a model; apply a tuner to the parquet vectors afterwards")
@@ -207,6 +212,7 @@ def encode(
             normalize=normalize,
             device=device,
             backend=backend,
+            processes=nproc,
             cache=not no_cache,
             show_progress=False if quiet or json_out and not sys.stderr.isatty() else None,
         )
