@@ -2,11 +2,13 @@
 
 Same model (all-MiniLM-L6-v2), objective (multiple-negatives ranking on (text, text) pairs, i.e. unsupervised SimCSE,
 scale 20 = temperature 0.05), batch size, learning rate and BANKING77 train texts. Neither saves or evaluates inside
-the timed window. steps/s is measured from the end of step 3 to the last step (warm-up excluded); the two trainers
+the timed window. Each trainer draws its own random batches and a batch costs what its longest text costs, so by
+default only the texts of the most common token length are used: every step of both trainers then does the same work
+(``--all-lengths`` uses every text, as a user's run would). steps/s is measured from the end of step 3 to the last step (warm-up excluded); the two trainers
 alternate for --rounds rounds and the medians are compared.
 
 Setup: `.venv/bin/pip install -c constraints.txt -r bench/requirements.txt` (datasets, accelerate: bench only).
-Usage: .venv/bin/python bench/train_step.py [--steps 20] [--batch-size 32] [--rounds 2]
+Usage: .venv/bin/python bench/train_step.py [--steps 20] [--batch-size 32] [--rounds 2] [--all-lengths]
 Target (issue 5): embtune steps/s / sentence-transformers steps/s >= 1.0.
 """
 
@@ -75,19 +77,30 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--lr", type=float, default=3e-5)
+    parser.add_argument("--all-lengths", action="store_true", help="every text, not only the most common token length")
     args = parser.parse_args()
 
     from embtune.encoders import resolve_model
 
     path = str(resolve_model("all-MiniLM-L6-v2").path)
     texts = [json.loads(line)["text"] for line in DATA.read_text().splitlines()]
+    if not args.all_lengths:
+        from collections import Counter
+
+        from transformers import AutoTokenizer
+
+        lengths = [len(ids) for ids in AutoTokenizer.from_pretrained(path)(texts)["input_ids"]]
+        common = Counter(lengths).most_common(1)[0][0]
+        texts = [t for t, n in zip(texts, lengths) if n == common]
+        print(f"{len(texts)} texts of {common} tokens (the most common length)", flush=True)
     theirs, ours = [], []
     for _ in range(args.rounds):
         theirs.append(sentence_transformers_run(path, texts, args.steps, args.batch_size, args.lr))
         ours.append(embtune_run(path, texts, args.steps, args.batch_size, args.lr))
         print(json.dumps({"sentence_transformers_steps_per_s": theirs[-1], "embtune_steps_per_s": ours[-1]}), flush=True)
     st, et = statistics.median(theirs), statistics.median(ours)
-    print(json.dumps({"steps": args.steps, "batch_size": args.batch_size, "sentence_transformers_steps_per_s": round(st, 4),
+    print(json.dumps({"steps": args.steps, "batch_size": args.batch_size, "texts": len(texts),
+                      "equal_length": not args.all_lengths, "sentence_transformers_steps_per_s": round(st, 4),
                       "embtune_steps_per_s": round(et, 4), "ratio_embtune_over_st": round(et / st, 3)}, indent=2))
 
 
