@@ -7,13 +7,19 @@ Each call's items are cut into batches that the workers take as they free up, an
 Written on the standard library's ``ProcessPoolExecutor`` rather than sentence-transformers' multi-process pool because
 it runs every backend embtune has (torch, ONNX Runtime, TF Hub, image backbones) the same way. On CPU the cores are
 shared out (``cores // processes`` threads each); on GPUs worker i takes ``cuda:i`` (round robin).
+
+Workers are started with ``spawn`` (a forked copy of a loaded torch or CUDA state is unsafe), so a Python script that
+uses this must keep its top-level code under ``if __name__ == "__main__":``; the CLI needs nothing.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import os
+import signal
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -26,29 +32,50 @@ from embtune.errors import EmbtuneError
 log = logging.getLogger(__name__)
 
 _worker_encoder = None  # the model of this worker process, loaded by _start_worker
+_worker_error: str | None = None  # why it could not be loaded
+
+
+def _exit_with_parent() -> None:
+    """Linux: have the kernel end this worker when the process that started it dies (killed, crashed), so no model
+    copies are left running; elsewhere the pool's own shutdown does it."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        except Exception:  # noqa: BLE001 - best effort: the pool's shutdown still ends the worker
+            pass
 
 
 def _start_worker(model: str, backend: str, devices, threads: int, min_cosine: float | None) -> None:
-    global _worker_encoder
+    global _worker_encoder, _worker_error
+    _exit_with_parent()
     device = devices.get()  # each worker takes the next device from the shared queue
-    if threads:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        import torch
+    try:
+        if threads:
+            os.environ["OMP_NUM_THREADS"] = str(threads)
+            import torch
 
-        torch.set_num_threads(threads)
-    from embtune.encoders import load_encoder
+            torch.set_num_threads(threads)
+        from embtune.encoders import load_encoder
 
-    _worker_encoder = load_encoder(model, device=device, backend=backend, min_cosine=min_cosine)
-    if threads and hasattr(_worker_encoder, "threads"):
-        _worker_encoder.threads = threads  # ONNX Runtime's intra-op pool, before its session is made
+        _worker_encoder = load_encoder(model, device=device, backend=backend, min_cosine=min_cosine)
+        if threads and hasattr(_worker_encoder, "threads"):
+            _worker_encoder.threads = threads  # ONNX Runtime's intra-op pool, before its session is made
+    except Exception as e:  # noqa: BLE001 - said on the first task: a failing initializer only breaks the pool
+        _worker_error = f"{model} could not be loaded in an encoding worker on {device}: {type(e).__name__}: {e}"
+
+
+def _loaded():
+    if _worker_error is not None:
+        raise EmbtuneError(_worker_error)
+    return _worker_encoder
 
 
 def _encode_in_worker(items: list, batch_size: int, normalize: bool) -> np.ndarray:
-    return _worker_encoder.encode(items, batch_size=batch_size, normalize=normalize)
+    return _loaded().encode(items, batch_size=batch_size, normalize=normalize)
 
 
 def _dim_in_worker() -> int:
-    return int(_worker_encoder.dim)
+    return int(_loaded().dim)
 
 
 class ProcessPoolEncoder:
@@ -135,9 +162,12 @@ class ProcessPoolEncoder:
         items = list(items)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
-        # Whole batches handed out as workers free up, so unequal text lengths do not leave a worker idle.
+        # Longest first, as sentence-transformers sorts, so each batch pads to texts of about its own length; whole
+        # batches are handed out as workers free up, so unequal lengths do not leave a worker idle.
+        order = sorted(range(len(items)), key=lambda i: -len(items[i]) if isinstance(items[i], str) else 0)
+        ordered = [items[i] for i in order]
         size = max(1, min(batch_size, math.ceil(len(items) / self.processes)))
-        pending = {self._submit(_encode_in_worker, items[i : i + size], batch_size, normalize): i
+        pending = {self._submit(_encode_in_worker, ordered[i : i + size], batch_size, normalize): i
                    for i in range(0, len(items), size)}
         parts: dict[int, np.ndarray] = {}
         try:
@@ -154,7 +184,9 @@ class ProcessPoolEncoder:
         finally:
             for future in pending:
                 future.cancel()
-        vectors = np.concatenate([parts[begin] for begin in sorted(parts)]).astype(np.float32, copy=False)
+        sorted_vectors = np.concatenate([parts[begin] for begin in sorted(parts)]).astype(np.float32, copy=False)
+        vectors = np.empty_like(sorted_vectors)
+        vectors[order] = sorted_vectors
         self._dim = vectors.shape[1]
         return vectors
 
