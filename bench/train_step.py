@@ -2,10 +2,13 @@
 
 Same model (all-MiniLM-L6-v2), objective (multiple-negatives ranking on (text, text) pairs, i.e. unsupervised SimCSE,
 scale 20 = temperature 0.05), batch size, learning rate and BANKING77 train texts. Neither saves or evaluates inside
-the timed window. Each trainer draws its own random batches and a batch costs what its longest text costs, so by
-default only the texts of the most common token length are used: every step of both trainers then does the same work
-(``--all-lengths`` uses every text, as a user's run would). steps/s is measured from the end of step 3 to the last step (warm-up excluded); the two trainers
+the timed window. steps/s is measured from the end of step 3 to the last step (warm-up excluded); the two trainers
 alternate for --rounds rounds and the medians are compared.
+
+Each trainer draws its own random batches, and a batch costs what its longest text costs. So by default only the texts
+of the most common token length are used, and every step of both trainers does the same work. ``--all-lengths`` uses
+every text, as a user's run would; the padded tokens each trainer pushed through the transformer per second are then
+the like-for-like figure (``token_ratio_embtune_over_st``).
 
 Setup: `.venv/bin/pip install -c constraints.txt -r bench/requirements.txt` (datasets, accelerate: bench only).
 Usage: .venv/bin/python bench/train_step.py [--steps 20] [--batch-size 32] [--rounds 2] [--all-lengths]
@@ -25,8 +28,19 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "banking
 SKIP = 3
 
 
-def rate(stamps: list[float]) -> float:
-    return (len(stamps) - SKIP) / (stamps[-1] - stamps[SKIP - 1])
+def rate(stamps: list[float], tokens: list[tuple[float, int]]) -> tuple[float, float]:
+    """Steps/s and padded tokens/s (every token the transformer ran, padding included) in the timed window."""
+    start, end = stamps[SKIP - 1], stamps[-1]
+    done = sum(n for t, n in tokens if start < t <= end)
+    return (len(stamps) - SKIP) / (end - start), done / (end - start)
+
+
+def count_tokens(model) -> list[tuple[float, int]]:
+    """(time, padded tokens) of every forward pass through the model's transformer."""
+    tokens: list[tuple[float, int]] = []
+    model[0].register_forward_pre_hook(
+        lambda module, args: tokens.append((time.perf_counter(), int(args[0]["input_ids"].numel()))))
+    return tokens
 
 
 def sentence_transformers_run(path: str, texts: list[str], steps: int, batch_size: int, lr: float) -> float:
@@ -42,6 +56,7 @@ def sentence_transformers_run(path: str, texts: list[str], steps: int, batch_siz
             stamps.append(time.perf_counter())
 
     model = SentenceTransformer(path, device="cpu")
+    tokens = count_tokens(model)
     with tempfile.TemporaryDirectory() as out:
         args = SentenceTransformerTrainingArguments(
             output_dir=out, per_device_train_batch_size=batch_size, max_steps=steps, learning_rate=lr,
@@ -53,7 +68,7 @@ def sentence_transformers_run(path: str, texts: list[str], steps: int, batch_siz
             loss=MultipleNegativesRankingLoss(model, scale=20.0), callbacks=[Clock()],
         )
         trainer.train()
-    return rate(stamps)
+    return rate(stamps, tokens)
 
 
 def embtune_run(path: str, texts: list[str], steps: int, batch_size: int, lr: float) -> float:
@@ -63,12 +78,13 @@ def embtune_run(path: str, texts: list[str], steps: int, batch_size: int, lr: fl
 
     stamps: list[float] = []
     model = load_sentence_transformer(Path(path), "cpu")
+    tokens = count_tokens(model)
     config = TrainConfig(max_steps=steps, batch_size=batch_size, learning_rate=lr, warmup_ratio=0.0,
                          checkpoint_every=steps, seed=0)
     with tempfile.TemporaryDirectory() as out:
         train(model, make_objective("mnrl", model), [(t, t) for t in texts], config, checkpoint_dir=Path(out),
               on_step=lambda step, total, loss: stamps.append(time.perf_counter()))
-    return rate(stamps)
+    return rate(stamps, tokens)
 
 
 def main() -> None:
@@ -97,11 +113,18 @@ def main() -> None:
     for _ in range(args.rounds):
         theirs.append(sentence_transformers_run(path, texts, args.steps, args.batch_size, args.lr))
         ours.append(embtune_run(path, texts, args.steps, args.batch_size, args.lr))
-        print(json.dumps({"sentence_transformers_steps_per_s": theirs[-1], "embtune_steps_per_s": ours[-1]}), flush=True)
-    st, et = statistics.median(theirs), statistics.median(ours)
+        print(json.dumps({"sentence_transformers_steps_per_s": theirs[-1][0], "embtune_steps_per_s": ours[-1][0],
+                          "sentence_transformers_tokens_per_s": theirs[-1][1], "embtune_tokens_per_s": ours[-1][1]}),
+              flush=True)
+    st, et = statistics.median(r[0] for r in theirs), statistics.median(r[0] for r in ours)
+    st_tok, et_tok = statistics.median(r[1] for r in theirs), statistics.median(r[1] for r in ours)
     print(json.dumps({"steps": args.steps, "batch_size": args.batch_size, "texts": len(texts),
-                      "equal_length": not args.all_lengths, "sentence_transformers_steps_per_s": round(st, 4),
-                      "embtune_steps_per_s": round(et, 4), "ratio_embtune_over_st": round(et / st, 3)}, indent=2))
+                      "equal_length": not args.all_lengths,
+                      "sentence_transformers_steps_per_s": round(st, 4), "embtune_steps_per_s": round(et, 4),
+                      "ratio_embtune_over_st": round(et / st, 3),
+                      # each trainer draws its own batches: padded tokens/s compares equal work when lengths differ
+                      "sentence_transformers_tokens_per_s": round(st_tok, 1), "embtune_tokens_per_s": round(et_tok, 1),
+                      "token_ratio_embtune_over_st": round(et_tok / st_tok, 3)}, indent=2))
 
 
 if __name__ == "__main__":
