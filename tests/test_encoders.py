@@ -12,6 +12,8 @@ from embtune.encoders import VectorCache, load_encoder, resolve_model
 from embtune.encoders.encode import encode_file, encode_items
 from embtune.errors import EmbtuneError, ModelNotFoundError
 
+from crash import interrupt_on_call
+
 
 def test_shipped_model_resolves_by_name_offline():
     resolved = resolve_model("all-MiniLM-L6-v2")
@@ -105,16 +107,7 @@ def test_interrupted_file_encode_keeps_committed_batches_in_cache(tiny_model, tm
     corpus.write_text("\n".join(f"text number {i} about a card" for i in range(2600)) + "\n")
     encoder = load_encoder(str(tiny_model))
     cache = VectorCache()
-    calls = {"n": 0}
-    real_encode = encoder.encode
-
-    def dies_on_second_call(items, **kw):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_encode(items, **kw)
-
-    encoder.encode = dies_on_second_call
+    real_encode = interrupt_on_call(encoder, 2)
     with pytest.raises(KeyboardInterrupt):
         encode_file(encoder, corpus, tmp_path / "v.npy", cache=cache, chunk_size=2000)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt"]  # no output, no temp file

@@ -20,6 +20,8 @@ from embtune.encoders import load_encoder
 from embtune.encoders.encode import encode_file
 from embtune.errors import EmbtuneError, InputError
 
+from crash import interrupt_on_call
+
 
 def write_shards(folder, texts, per_shard):
     folder.mkdir()
@@ -91,16 +93,7 @@ def test_an_interrupted_encode_resumes_after_its_last_chunk_without_the_cache(ti
     rows = _corpus_with_gaps(corpus, 250)
     encoder = load_encoder(str(tiny_model))
     straight = encode_file(encoder, corpus, tmp_path / "straight.npy", chunk_size=60, id_field="id")
-    calls = {"n": 0}
-    real_encode = encoder.encode
-
-    def dies_on_third_chunk(items, **kw):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_encode(items, **kw)
-
-    encoder.encode = dies_on_third_chunk
+    real_encode = interrupt_on_call(encoder, 3)
     with pytest.raises(KeyboardInterrupt):
         encode_file(encoder, corpus, tmp_path / "v.npy", chunk_size=60, id_field="id")
     assert not (tmp_path / "v.npy").exists() and (tmp_path / "v.npy.partial").is_dir()
