@@ -1,13 +1,16 @@
-"""Label-free fine-tuning of all-MiniLM-L6-v2 on BANKING77, judged on held-out data.
+"""Label-free fine-tuning of all-MiniLM-L6-v2 on a labelled dataset's train texts (labels unused), judged on held-out data.
 
-Each objective trains on the BANKING77 *train* texts without labels, then the model is scored on
-- BANKING77 test: KMeans(k=77) V-measure, silhouette, Davies-Bouldin (mean +- std over 5 seeds), kNN (k=10) and
-  logistic-regression accuracy (fitted on the train vectors, scored on test);
+Each objective trains on the dataset's *train* texts without labels, then the model is scored on
+- the dataset's test split: KMeans(k = number of labels) V-measure, silhouette, Davies-Bouldin (mean +- std over 5
+  seeds), kNN (k=10) and logistic-regression accuracy (fitted on the train vectors, scored on test);
 - STS-B test: cosine Spearman (how much general ability is kept).
 The base model is scored the same way. Wall time is the fine-tune alone.
 
-Usage: .venv/bin/python bench/label_free.py [--objectives augment,simcse,tsdae,ct] [--steps 150] [--batch-size 64]
-       results go to bench/results/label_free.json (models to bench/results/models/, deleted unless --keep-models).
+Datasets: banking77 (../shared/data/banking77, 77 intents; the default) and rotten_tomatoes (review snippets, 2
+sentiment labels; bench/bench_data.py, needs bench/requirements.txt).
+Usage: .venv/bin/python bench/label_free.py [--dataset banking77] [--objectives augment,simcse,tsdae,ct] [--steps 150]
+       [--batch-size 64] [--anchor W]; results go to bench/results/label_free.json (label_free_<dataset>.json for
+       other datasets; models to bench/results/models/, deleted unless --keep-models).
 """
 
 from __future__ import annotations
@@ -24,14 +27,25 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PROTOCOL = {"tsdae": {"batch_size": 16, "steps": 300, "learning_rate": 3e-5}}
 
 
-def score(model: str) -> dict:
+def splits(dataset: str) -> tuple[Path, Path]:
+    """(train.jsonl, test.jsonl) of a labelled dataset."""
+    if dataset == "banking77":
+        return DATA / "banking77" / "train.jsonl", DATA / "banking77" / "test.jsonl"
+    if dataset == "rotten_tomatoes":
+        from bench_data import rotten_tomatoes  # bench/bench_data.py (bench/ is on sys.path when run as a script)
+
+        return rotten_tomatoes()
+    raise SystemExit(f"unknown dataset {dataset}: banking77 or rotten_tomatoes")
+
+
+def score(model: str, dataset: str) -> dict:
     import embtune
 
-    banking = embtune.evaluate(DATA / "banking77" / "train.jsonl", model=model, test=DATA / "banking77" / "test.jsonl",
-                               show_progress=False)
+    train, test = splits(dataset)
+    held_out = embtune.evaluate(train, model=model, test=test, show_progress=False)
     stsb = DATA / "stsb" / "test.jsonl"
     sts = embtune.evaluate(stsb, model=model, text_field="text1", pairs=stsb, k=10, seeds=1, show_progress=False)
-    m = banking.metrics
+    m = held_out.metrics
     return {
         "v_measure": round(100 * m["v_measure"], 2), "v_measure_std": round(100 * m.std["v_measure"], 2),
         "silhouette": round(m["silhouette"], 4), "davies_bouldin": round(m["davies_bouldin"], 3),
@@ -42,6 +56,7 @@ def score(model: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="banking77", help="banking77 or rotten_tomatoes")
     parser.add_argument("--objectives", default="augment,simcse,tsdae,ct")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -51,22 +66,24 @@ def main() -> None:
     parser.add_argument("--no-collapse-guard", action="store_true",
                         help="let a collapsing run go on (to measure the objective itself); stored as NAME-unguarded")
     parser.add_argument("--keep-models", action="store_true")
-    parser.add_argument("--out", type=Path, default=RESULTS / "label_free.json")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.out is None:
+        args.out = RESULTS / ("label_free.json" if args.dataset == "banking77" else f"label_free_{args.dataset}.json")
 
     import embtune
 
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     if "base" not in results:
-        results["base"] = score("all-MiniLM-L6-v2")
+        results["base"] = score("all-MiniLM-L6-v2", args.dataset)
         print("base", json.dumps(results["base"]), flush=True)
     for name in args.objectives.split(","):
         setup = {"steps": args.steps, "batch_size": args.batch_size, "learning_rate": args.lr, **PROTOCOL.get(name, {})}
         key = name + (f"+anchor{args.anchor:g}" if args.anchor else "") + ("-unguarded" if args.no_collapse_guard else "")
-        out = RESULTS / "models" / key
+        out = RESULTS / "models" / f"{args.dataset}-{key}"
         start = time.perf_counter()
         run = embtune.finetune(
-            DATA / "banking77" / "train.jsonl", objective=name, output=out, overwrite=True, use_labels=False,
+            splits(args.dataset)[0], objective=name, output=out, overwrite=True, use_labels=False,
             max_steps=setup["steps"], batch_size=setup["batch_size"], learning_rate=setup["learning_rate"],
             eval_every=setup["steps"], show_progress=False, write_report=False,
             objective_params={"anchor": args.anchor} if args.anchor else None,
@@ -75,7 +92,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         results[key] = {"setup": {**setup, "learning_rate": setup["learning_rate"] or "objective default",
                                   "anchor": args.anchor},
-                         "train_seconds": round(seconds, 1), "stopped": run.stopped, **score(str(out))}
+                         "train_seconds": round(seconds, 1), "stopped": run.stopped, **score(str(out), args.dataset)}
         print(key, json.dumps(results[key]), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")

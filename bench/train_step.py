@@ -5,13 +5,13 @@ scale 20 = temperature 0.05), batch size, learning rate and BANKING77 train text
 the timed window. steps/s is measured from the end of step 3 to the last step (warm-up excluded); the two trainers
 alternate for --rounds rounds and the medians are compared.
 
-Each trainer draws its own random batches, and a batch costs what its longest text costs. So by default only the texts
-of the most common token length are used, and every step of both trainers does the same work. ``--all-lengths`` uses
-every text, as a user's run would; the padded tokens each trainer pushed through the transformer per second are then
-the like-for-like figure (``token_ratio_embtune_over_st``).
+Both trainers see the same batches in the same order: sentence-transformers gets the texts in the order embtune's
+trainer draws them (its epoch-0 permutation for seed 0) and a sequential batch sampler, so every step of both does the
+same work even though texts differ in length. Padded tokens per second (every token the transformer ran) are printed
+too. ``--equal-length`` keeps only the texts of the most common token length (the previous protocol).
 
 Setup: `.venv/bin/pip install -c constraints.txt -r bench/requirements.txt` (datasets, accelerate: bench only).
-Usage: .venv/bin/python bench/train_step.py [--steps 20] [--batch-size 32] [--rounds 2] [--all-lengths]
+Usage: .venv/bin/python bench/train_step.py [--steps 20] [--batch-size 32] [--rounds 2] [--equal-length]
 Target (issue 5): embtune steps/s / sentence-transformers steps/s >= 1.0.
 """
 
@@ -28,11 +28,12 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "banking
 SKIP = 3
 
 
-def rate(stamps: list[float], tokens: list[tuple[float, int]]) -> tuple[float, float]:
-    """Steps/s and padded tokens/s (every token the transformer ran, padding included) in the timed window."""
+def rate(stamps: list[float], tokens: list[tuple[float, int]]) -> tuple[float, float, int]:
+    """Steps/s and padded tokens/s (every token the transformer ran, padding included) in the timed window, and the
+    padded tokens of the whole run (equal for both trainers when they saw the same batches)."""
     start, end = stamps[SKIP - 1], stamps[-1]
     done = sum(n for t, n in tokens if start < t <= end)
-    return (len(stamps) - SKIP) / (end - start), done / (end - start)
+    return (len(stamps) - SKIP) / (end - start), done / (end - start), sum(n for _, n in tokens)
 
 
 def count_tokens(model) -> list[tuple[float, int]]:
@@ -43,10 +44,12 @@ def count_tokens(model) -> list[tuple[float, int]]:
     return tokens
 
 
-def sentence_transformers_run(path: str, texts: list[str], steps: int, batch_size: int, lr: float) -> float:
+def sentence_transformers_run(path: str, texts: list[str], steps: int, batch_size: int,
+                              lr: float) -> tuple[float, float, int]:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from torch.utils.data import BatchSampler, SequentialSampler
     from transformers import TrainerCallback
 
     stamps: list[float] = []
@@ -54,6 +57,12 @@ def sentence_transformers_run(path: str, texts: list[str], steps: int, batch_siz
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             stamps.append(time.perf_counter())
+
+    class InOrder(SentenceTransformerTrainer):
+        """Batches in dataset order: the caller has put the texts in the order embtune's trainer draws them."""
+
+        def get_batch_sampler(self, dataset, batch_size, drop_last, *args, **kwargs):
+            return BatchSampler(SequentialSampler(range(len(dataset))), batch_size, drop_last)
 
     model = SentenceTransformer(path, device="cpu")
     tokens = count_tokens(model)
@@ -63,7 +72,7 @@ def sentence_transformers_run(path: str, texts: list[str], steps: int, batch_siz
             warmup_ratio=0.0, save_strategy="no", logging_strategy="no", report_to=[], seed=0, use_cpu=True,
             dataloader_drop_last=True,
         )
-        trainer = SentenceTransformerTrainer(
+        trainer = InOrder(
             model=model, args=args, train_dataset=Dataset.from_dict({"anchor": texts, "positive": texts}),
             loss=MultipleNegativesRankingLoss(model, scale=20.0), callbacks=[Clock()],
         )
@@ -71,7 +80,7 @@ def sentence_transformers_run(path: str, texts: list[str], steps: int, batch_siz
     return rate(stamps, tokens)
 
 
-def embtune_run(path: str, texts: list[str], steps: int, batch_size: int, lr: float) -> float:
+def embtune_run(path: str, texts: list[str], steps: int, batch_size: int, lr: float) -> tuple[float, float, int]:
     from embtune.encoders.sentence_transformer import load_sentence_transformer
     from embtune.finetune.objectives import make_objective
     from embtune.finetune.trainer import TrainConfig, train
@@ -93,14 +102,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--lr", type=float, default=3e-5)
-    parser.add_argument("--all-lengths", action="store_true", help="every text, not only the most common token length")
+    parser.add_argument("--equal-length", action="store_true", help="only the texts of the most common token length")
     args = parser.parse_args()
 
     from embtune.encoders import resolve_model
 
     path = str(resolve_model("all-MiniLM-L6-v2").path)
     texts = [json.loads(line)["text"] for line in DATA.read_text().splitlines()]
-    if not args.all_lengths:
+    if args.equal_length:
         from collections import Counter
 
         from transformers import AutoTokenizer
@@ -109,20 +118,24 @@ def main() -> None:
         common = Counter(lengths).most_common(1)[0][0]
         texts = [t for t, n in zip(texts, lengths) if n == common]
         print(f"{len(texts)} texts of {common} tokens (the most common length)", flush=True)
+    import numpy as np
+
+    # embtune's trainer draws epoch 0 in this order (finetune/trainer.py: default_rng([seed, epoch]).permutation(n))
+    in_embtune_order = [texts[i] for i in np.random.default_rng([0, 0]).permutation(len(texts))]
     theirs, ours = [], []
     for _ in range(args.rounds):
-        theirs.append(sentence_transformers_run(path, texts, args.steps, args.batch_size, args.lr))
+        theirs.append(sentence_transformers_run(path, in_embtune_order, args.steps, args.batch_size, args.lr))
         ours.append(embtune_run(path, texts, args.steps, args.batch_size, args.lr))
         print(json.dumps({"sentence_transformers_steps_per_s": theirs[-1][0], "embtune_steps_per_s": ours[-1][0],
-                          "sentence_transformers_tokens_per_s": theirs[-1][1], "embtune_tokens_per_s": ours[-1][1]}),
+                          "sentence_transformers_tokens_per_s": theirs[-1][1], "embtune_tokens_per_s": ours[-1][1],
+                          "same_padded_tokens": theirs[-1][2] == ours[-1][2]}),
               flush=True)
     st, et = statistics.median(r[0] for r in theirs), statistics.median(r[0] for r in ours)
     st_tok, et_tok = statistics.median(r[1] for r in theirs), statistics.median(r[1] for r in ours)
     print(json.dumps({"steps": args.steps, "batch_size": args.batch_size, "texts": len(texts),
-                      "equal_length": not args.all_lengths,
+                      "equal_length": args.equal_length,
                       "sentence_transformers_steps_per_s": round(st, 4), "embtune_steps_per_s": round(et, 4),
                       "ratio_embtune_over_st": round(et / st, 3),
-                      # each trainer draws its own batches: padded tokens/s compares equal work when lengths differ
                       "sentence_transformers_tokens_per_s": round(st_tok, 1), "embtune_tokens_per_s": round(et_tok, 1),
                       "token_ratio_embtune_over_st": round(et_tok / st_tok, 3)}, indent=2))
 
