@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,22 +93,22 @@ def encode_corpus(
         encoder = _encoder_for(model, image_data, device=device, cache=vector_cache, backend=backend)
     else:
         encoder = load_encoder(model or DEFAULT_MODEL, device=device, cache=vector_cache, backend=backend)
-    if processes > 1:
-        from embtune.encoders.multiprocess import ProcessPoolEncoder
+    with ExitStack() as stack:
+        if processes > 1:
+            from embtune.encoders.multiprocess import ProcessPoolEncoder
 
-        spec = model or DEFAULT_MODEL if image_data is None and (model is None or isinstance(model, str)) else None
-        pool = ProcessPoolEncoder(encoder, processes=processes, model=spec, device=device, backend=backend)
-        try:
-            return _encode_with(pool, corpus, image_data, output, text_field, id_field, batch_size, chunk_size,
-                                normalize, vector_cache, show_progress, transform, transform_id)
-        finally:
-            pool.close()
-    return _encode_with(encoder, corpus, image_data, output, text_field, id_field, batch_size, chunk_size, normalize,
-                        vector_cache, show_progress, transform, transform_id)
+            by_name = image_data is None and (model is None or isinstance(model, str))
+            spec = (model or DEFAULT_MODEL) if by_name else None
+            encoder = ProcessPoolEncoder(encoder, processes=processes, model=spec, device=device, backend=backend)
+            stack.callback(encoder.close)
+        return _encode(encoder, corpus, image_data, output, text_field=text_field, id_field=id_field,
+                       batch_size=batch_size, chunk_size=chunk_size, normalize=normalize, vector_cache=vector_cache,
+                       show_progress=show_progress, transform=transform, transform_id=transform_id)
 
 
-def _encode_with(encoder, corpus, image_data, output, text_field, id_field, batch_size, chunk_size, normalize,
-                 vector_cache, show_progress, transform, transform_id) -> EncodeResult:
+def _encode(encoder, corpus, image_data, output, *, text_field, id_field, batch_size, chunk_size, normalize,
+            vector_cache, show_progress, transform, transform_id) -> EncodeResult:
+    """encode_corpus once the encoder is chosen: stream a corpus file to ``output``, or encode texts in memory."""
     def finish(vectors: np.ndarray) -> np.ndarray:
         if transform is None:
             return vectors

@@ -955,9 +955,14 @@ def demo(
         chosen = next(r for r in result.candidates if r["chosen"])
         base = result.candidates[0]
         if result.model_path is not None:
+            gap = 100 * (chosen["v_measure"] - base["v_measure"])
+            spread = 100 * max(chosen.get("v_measure_std", 0.0), base.get("v_measure_std", 0.0))
+            verdict = ("within the KMeans seed spread, so the intents neither confirm nor refute the choice"
+                       if abs(gap) <= 2 * spread else "the intents confirm the choice" if gap > 0
+                       else "the intents say the choice was wrong")
             console.print(f"\nChose [bold]{result.chosen}[/bold]: it {result.reason}. Its held-out V-measure "
-                          f"{100 * chosen['v_measure']:.1f} vs the base model's {100 * base['v_measure']:.1f}; "
-                          f"saved to {result.model_path}.")
+                          f"{100 * chosen['v_measure']:.1f} vs the base model's {100 * base['v_measure']:.1f} "
+                          f"({verdict}); saved to {result.model_path}.")
         else:
             console.print(f"\nKept the base model: {result.reason}.")
         console.print(
