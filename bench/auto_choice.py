@@ -17,18 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def corpus_for(name: str) -> Path:
-    if name == "banking77":
-        return DATA / "banking77" / "train.jsonl"
-    if name == "rotten_tomatoes":
-        from bench_data import rotten_tomatoes  # bench/bench_data.py (bench/ is on sys.path when run as a script)
-
-        return rotten_tomatoes()[0]
-    raise SystemExit(f"unknown dataset {name}: banking77 or rotten_tomatoes")
 
 
 def main() -> None:
@@ -40,9 +29,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import embtune
+    from bench_data import splits  # bench/bench_data.py (bench/ is on sys.path when run as a script)
 
     out = RESULTS / f"auto_{args.dataset}"
-    result = embtune.auto(corpus_for(args.dataset), output=out, budget_minutes=args.budget_minutes,
+    result = embtune.auto(splits(args.dataset)[0], output=out, budget_minutes=args.budget_minutes,
                           candidates=args.candidates, overwrite=True, seed=args.seed, show_progress=False)
     rows = [r for r in result.candidates if "score" in r]
     best = max((r for r in rows if r["status"] == "scored"), key=lambda r: r["v_measure"])

@@ -16,6 +16,16 @@ from pathlib import Path
 import numpy as np
 
 OUT = Path(__file__).resolve().parent / "results" / "data"
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def splits(name: str) -> tuple[Path, Path]:
+    """(train.jsonl, test.jsonl) of a labelled bench dataset: banking77 (../shared/data) or rotten_tomatoes."""
+    if name == "banking77":
+        return SHARED / "banking77" / "train.jsonl", SHARED / "banking77" / "test.jsonl"
+    if name == "rotten_tomatoes":
+        return rotten_tomatoes()
+    raise SystemExit(f"unknown dataset {name}: banking77 or rotten_tomatoes")
 
 
 def rotten_tomatoes() -> tuple[Path, Path]:

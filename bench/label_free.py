@@ -27,21 +27,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PROTOCOL = {"tsdae": {"batch_size": 16, "steps": 300, "learning_rate": 3e-5}}
 
 
-def splits(dataset: str) -> tuple[Path, Path]:
-    """(train.jsonl, test.jsonl) of a labelled dataset."""
-    if dataset == "banking77":
-        return DATA / "banking77" / "train.jsonl", DATA / "banking77" / "test.jsonl"
-    if dataset == "rotten_tomatoes":
-        from bench_data import rotten_tomatoes  # bench/bench_data.py (bench/ is on sys.path when run as a script)
-
-        return rotten_tomatoes()
-    raise SystemExit(f"unknown dataset {dataset}: banking77 or rotten_tomatoes")
-
-
-def score(model: str, dataset: str) -> dict:
+def score(model: str, train: Path, test: Path) -> dict:
     import embtune
 
-    train, test = splits(dataset)
     held_out = embtune.evaluate(train, model=model, test=test, show_progress=False)
     stsb = DATA / "stsb" / "test.jsonl"
     sts = embtune.evaluate(stsb, model=model, text_field="text1", pairs=stsb, k=10, seeds=1, show_progress=False)
@@ -72,10 +60,12 @@ def main() -> None:
         args.out = RESULTS / ("label_free.json" if args.dataset == "banking77" else f"label_free_{args.dataset}.json")
 
     import embtune
+    from bench_data import splits  # bench/bench_data.py (bench/ is on sys.path when run as a script)
 
+    train, test = splits(args.dataset)
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     if "base" not in results:
-        results["base"] = score("all-MiniLM-L6-v2", args.dataset)
+        results["base"] = score("all-MiniLM-L6-v2", train, test)
         print("base", json.dumps(results["base"]), flush=True)
     for name in args.objectives.split(","):
         setup = {"steps": args.steps, "batch_size": args.batch_size, "learning_rate": args.lr, **PROTOCOL.get(name, {})}
@@ -83,7 +73,7 @@ def main() -> None:
         out = RESULTS / "models" / f"{args.dataset}-{key}"
         start = time.perf_counter()
         run = embtune.finetune(
-            splits(args.dataset)[0], objective=name, output=out, overwrite=True, use_labels=False,
+            train, objective=name, output=out, overwrite=True, use_labels=False,
             max_steps=setup["steps"], batch_size=setup["batch_size"], learning_rate=setup["learning_rate"],
             eval_every=setup["steps"], show_progress=False, write_report=False,
             objective_params={"anchor": args.anchor} if args.anchor else None,
@@ -92,7 +82,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         results[key] = {"setup": {**setup, "learning_rate": setup["learning_rate"] or "objective default",
                                   "anchor": args.anchor},
-                         "train_seconds": round(seconds, 1), "stopped": run.stopped, **score(str(out), args.dataset)}
+                         "train_seconds": round(seconds, 1), "stopped": run.stopped, **score(str(out), train, test)}
         print(key, json.dumps(results[key]), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "banking77" / "train.jsonl"
 SKIP = 3
+SEED = 0  # both trainers' seed; embtune's batch order follows from it
 
 
 def rate(stamps: list[float], tokens: list[tuple[float, int]]) -> tuple[float, float, int]:
@@ -69,7 +70,7 @@ def sentence_transformers_run(path: str, texts: list[str], steps: int, batch_siz
     with tempfile.TemporaryDirectory() as out:
         args = SentenceTransformerTrainingArguments(
             output_dir=out, per_device_train_batch_size=batch_size, max_steps=steps, learning_rate=lr,
-            warmup_ratio=0.0, save_strategy="no", logging_strategy="no", report_to=[], seed=0, use_cpu=True,
+            warmup_ratio=0.0, save_strategy="no", logging_strategy="no", report_to=[], seed=SEED, use_cpu=True,
             dataloader_drop_last=True,
         )
         trainer = InOrder(
@@ -89,7 +90,7 @@ def embtune_run(path: str, texts: list[str], steps: int, batch_size: int, lr: fl
     model = load_sentence_transformer(Path(path), "cpu")
     tokens = count_tokens(model)
     config = TrainConfig(max_steps=steps, batch_size=batch_size, learning_rate=lr, warmup_ratio=0.0,
-                         checkpoint_every=steps, seed=0)
+                         checkpoint_every=steps, seed=SEED)
     with tempfile.TemporaryDirectory() as out:
         train(model, make_objective("mnrl", model), [(t, t) for t in texts], config, checkpoint_dir=Path(out),
               on_step=lambda step, total, loss: stamps.append(time.perf_counter()))
@@ -121,7 +122,7 @@ def main() -> None:
     import numpy as np
 
     # embtune's trainer draws epoch 0 in this order (finetune/trainer.py: default_rng([seed, epoch]).permutation(n))
-    in_embtune_order = [texts[i] for i in np.random.default_rng([0, 0]).permutation(len(texts))]
+    in_embtune_order = [texts[i] for i in np.random.default_rng([SEED, 0]).permutation(len(texts))]
     theirs, ours = [], []
     for _ in range(args.rounds):
         theirs.append(sentence_transformers_run(path, in_embtune_order, args.steps, args.batch_size, args.lr))
