@@ -36,6 +36,7 @@ def _gather_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     average_gradients(list(model.parameters()))
     torch.save({"za": za.detach(), "loss": loss.detach(), "grads": [p.grad for p in model.parameters()]},
                Path(out_dir) / f"rank{rank}.pt")
+    dist.barrier()  # no rank tears gloo down while the other is still communicating (that aborts it: SIGABRT)
     dist.destroy_process_group()
 
 
