@@ -50,7 +50,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=None, help="default: each objective's own")
     parser.add_argument("--anchor", type=float, default=0.0,
-                        help="weight of the pull towards the base model; runs are stored as NAME+anchorW")
+                        help="weight of the pull towards the base model (0: none, whatever the objective's default); "
+                             "runs are stored as NAME+anchorW")
     parser.add_argument("--no-collapse-guard", action="store_true",
                         help="let a collapsing run go on (to measure the objective itself); stored as NAME-unguarded")
     parser.add_argument("--keep-models", action="store_true")
@@ -76,7 +77,7 @@ def main() -> None:
             train, objective=name, output=out, overwrite=True, use_labels=False,
             max_steps=setup["steps"], batch_size=setup["batch_size"], learning_rate=setup["learning_rate"],
             eval_every=setup["steps"], show_progress=False, write_report=False,
-            objective_params={"anchor": args.anchor} if args.anchor else None,
+            objective_params={"anchor": args.anchor},  # explicit: 0 measures the objective without its default anchor
             collapse_guard=not args.no_collapse_guard,
         )
         seconds = time.perf_counter() - start

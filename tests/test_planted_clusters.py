@@ -11,7 +11,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import v_measure_score
 
 from embtune.data.vectors import l2_normalize
-from embtune.finetune.objectives import make_objective
+from embtune.finetune.objectives import make_objective, objective_class
 from embtune.finetune.objectives.base import encode_frozen
 from embtune.finetune.trainer import TrainConfig, train
 
@@ -49,7 +49,7 @@ def v_measure(model, texts, labels) -> float:
     ("neighbors", {}),
     ("neighbors", {"anchor": 0.5}),
     ("pseudo", {"k": 6, "refresh_every": 20}),
-    ("sccl", {"k": 6}),
+    ("sccl", {"k": 6, "anchor": 0}),
 ])
 def test_objective_sharpens_planted_clusters(name, params, tiny_model, tmp_path):
     from embtune.encoders.sentence_transformer import load_sentence_transformer
@@ -64,3 +64,47 @@ def test_objective_sharpens_planted_clusters(name, params, tiny_model, tmp_path)
     after = v_measure(model, texts, labels)
     assert np.mean(losses[-5:]) < np.mean(losses[:5]), losses
     assert after > before + 0.1, (before, after)
+
+
+def test_anchor_defaults_on_for_instance_discrimination_only(tiny_model):
+    from embtune.encoders.sentence_transformer import load_sentence_transformer
+    from embtune.finetune.objectives.anchor import AnchoredObjective
+
+    model = load_sentence_transformer(Path(tiny_model), "cpu")
+    for name in ("simcse", "augment", "ct", "sccl"):
+        objective = make_objective(name, model)
+        assert isinstance(objective, AnchoredObjective) and objective.weight == 1.0, name
+        assert not isinstance(make_objective(name, model, anchor=0), AnchoredObjective), name
+    for name in ("neighbors", "pseudo", "tsdae"):
+        assert not isinstance(make_objective(name, model), AnchoredObjective), name
+    assert make_objective("neighbors", model, anchor=0.5).weight == 0.5
+
+
+def test_anchor_keeps_the_model_near_its_base_embeddings(tiny_model, tmp_path):
+    """SimCSE at a high learning rate moves a tiny model's embeddings far; the anchor term holds them near the base."""
+    from embtune.encoders.sentence_transformer import load_sentence_transformer
+
+    texts, _ = planted_corpus()
+    drift = {}
+    for weight in (0.0, 5.0):
+        model = load_sentence_transformer(Path(tiny_model), "cpu")
+        base = l2_normalize(encode_frozen(model, texts))
+        config = TrainConfig(max_steps=30, batch_size=32, learning_rate=2e-3, warmup_ratio=0.0, seed=0)
+        train(model, make_objective("simcse", model, anchor=weight), list(texts), config,
+              checkpoint_dir=tmp_path / f"ckpt{weight:g}")
+        after = l2_normalize(encode_frozen(model, texts))
+        drift[weight] = float(1 - np.mean(np.sum(base * after, axis=1)))
+    assert drift[5.0] < 0.5 * drift[0.0], drift
+
+
+def test_auto_describes_the_anchor_each_candidate_trains_with():
+    from embtune.auto_select import CANDIDATES
+
+    for name, spec in CANDIDATES.items():
+        if spec.kind != "finetune":
+            continue
+        weight = spec.options.get("anchor", objective_class(spec.options["objective"]).default_anchor)
+        assert ("anchored to the base model" in spec.summary) == bool(weight), name
+    assert CANDIDATES["finetune:augment"].summary.endswith("anchored to the base model (weight 1)")
+    assert "anchored" not in CANDIDATES["finetune:neighbors"].summary
+    assert "anchored" in CANDIDATES["finetune:neighbors+anchor"].summary

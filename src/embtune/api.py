@@ -716,6 +716,7 @@ def finetune(
     from embtune.evaluate.clustering import choose_k
     from embtune.finetune.export import export_model
     from embtune.finetune.objectives import make_objective, objective_class
+    from embtune.finetune.objectives.anchor import AnchoredObjective
     from embtune.finetune.objectives.base import encode_frozen
     from embtune.finetune.trainer import EvalSet, TrainConfig, evaluate_model, train
     from embtune.progress import training_progress
@@ -811,6 +812,7 @@ def finetune(
         else:  # fixed for the whole run: chosen once on the base model's vectors
             eval_set.k, _ = choose_k(encode_frozen(st_model, eval_set.texts), seed=seed)
     objective_module = make_objective(objective, st_model, **(objective_params or {}))
+    anchor = objective_module.weight if isinstance(objective_module, AnchoredObjective) else 0.0  # as built
     config = TrainConfig(
         epochs=epochs, max_steps=max_steps, batch_size=batch_size or objective_cls.defaults["batch_size"],
         grad_accum=grad_accum, learning_rate=learning_rate or objective_cls.defaults["learning_rate"],
@@ -818,9 +820,9 @@ def finetune(
         patience=patience, max_minutes=max_minutes, seed=seed, collapse_ratio=0.25 if collapse_guard else 0.0,
     )
     log.info(
-        "fine-tuning %s with %s on %d items (%d held out to watch), %d steps of %d, lr %g",
-        resolved.name, objective, len(items), n_eval if eval_set else 0, config.total_steps(len(items)),
-        config.batch_size, config.learning_rate,
+        "fine-tuning %s with %s%s on %d items (%d held out to watch), %d steps of %d, lr %g",
+        resolved.name, objective, f" anchored to the base model (weight {anchor:g})" if anchor else "", len(items),
+        n_eval if eval_set else 0, config.total_steps(len(items)), config.batch_size, config.learning_rate,
     )
     with training_progress(config.total_steps(len(items)), show_progress, f"{objective}") as update:
         result = train(st_model, objective_module, items, config, checkpoint_dir=checkpoint_dir, eval_set=eval_set,
@@ -835,7 +837,7 @@ def finetune(
         )
     summary = {
         "base_model": resolved.name, "base_model_path": str(resolved.path), "objective": objective,
-        "objective_summary": objective_cls.summary, "corpus": source, "n_train": len(items),
+        "objective_summary": objective_module.summary, "anchor": anchor, "corpus": source, "n_train": len(items),
         "n_eval": len(eval_set.texts) if eval_set else 0, "steps": result.steps, "kept_step": result.kept_step,
         "stopped": result.stopped, "batch_size": config.batch_size, "learning_rate": config.learning_rate,
         "seed": seed, "seconds": result.seconds, "output": str(output), "before": result.initial, "after": after,

@@ -35,7 +35,17 @@ class CandidateSpec:
     name: str
     kind: str  # "tuner" | "finetune"
     options: dict
-    summary: str
+    about: str
+
+    @property
+    def summary(self) -> str:
+        """``about``, plus the pull towards the base model a fine-tune trains with (its option or the default)."""
+        if self.kind != "finetune":
+            return self.about
+        from embtune.finetune.objectives import anchor_weight
+
+        anchor = anchor_weight(self.options["objective"], self.options.get("anchor"))
+        return f"{self.about}, anchored to the base model (weight {anchor:g})" if anchor else self.about
 
 
 CANDIDATES = {
@@ -49,7 +59,7 @@ CANDIDATES = {
         CandidateSpec("finetune:neighbors", "finetune", {"objective": "neighbors"},
                       "full fine-tune, positives from the model's own nearest neighbours"),
         CandidateSpec("finetune:neighbors+anchor", "finetune", {"objective": "neighbors", "anchor": 1.0},
-                      "neighbours, pulled back towards the base model"),
+                      "full fine-tune, positives from nearest neighbours"),
         CandidateSpec("finetune:sccl", "finetune", {"objective": "sccl"}, "instance contrast + clustering head"),
         CandidateSpec("finetune:pseudo", "finetune", {"objective": "pseudo"}, "KMeans pseudo-labels, supervised contrast"),
         CandidateSpec("finetune:augment", "finetune", {"objective": "augment"}, "SimCLR on augmented text views"),

@@ -477,7 +477,9 @@ def _print_before_after(before: dict, after: dict, title: str) -> None:
         "--model tfhub:/path/to/savedmodel (optional extra embtune[tf]) fine-tunes a TensorFlow SavedModel's trainable "
         "variables in a small TF loop with --objective augment (InfoNCE, τ 0.1) or autoencoder (dense bottleneck); "
         "the result is a SavedModel in OUT that reloads with hub.load.\n\n"
-        "Any objective takes --anchor W: a pull back towards the base model's embeddings that keeps general ability.\n\n"
+        "Any objective takes --anchor W: a pull back towards the base model's embeddings that keeps general ability. "
+        "simcse, augment, ct and sccl use --anchor 1 unless told otherwise (without it they spread an already strong "
+        "model's clusters apart); --anchor 0 turns it off.\n\n"
         "**Examples**\n\n"
         "    embtune finetune tickets.jsonl --objective augment -o out/ --max-steps 300\n\n"
         "    embtune finetune tickets.jsonl -o out/ --resume\n\n"
@@ -512,7 +514,7 @@ def finetune(
     paraphrase_field: Annotated[Optional[str], typer.Option("--paraphrase-field", help="augment: field with paraphrases / back-translations (string or list).")] = None,
     sts: Annotated[Optional[Path], typer.Option("--sts", help="STS pairs file (text1, text2, score) to watch general ability.")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="InfoNCE temperature (augment, simcse, ct, mnrl, neighbors, pseudo, sccl).")] = None,
-    anchor: Annotated[float, typer.Option("--anchor", min=0.0, help="Weight of a pull back towards the base model's embeddings (0 = off).")] = 0.0,
+    anchor: Annotated[Optional[float], typer.Option("--anchor", min=0.0, help="Weight of a pull back towards the base model's embeddings; 0 = off [default: 1 for simcse, augment, ct, sccl; 0 otherwise].")] = None,
     neighbors_k: Annotated[Optional[int], typer.Option("--neighbors", min=1, help="neighbors: how many nearest neighbours are positives.")] = None,
     clusters: Annotated[Optional[int], typer.Option("--clusters", min=2, help="pseudo / sccl: number of clusters [default: best silhouette].")] = None,
     refresh_every: Annotated[Optional[int], typer.Option("--refresh-every", min=1, help="neighbors / pseudo: steps between recomputing neighbours or clusters.")] = None,
@@ -548,7 +550,7 @@ def finetune(
             params["denoise"] = True
         if reconstruct is not None:
             params["target"] = reconstruct
-        if anchor:
+        if anchor is not None:
             params["anchor"] = anchor
         result = run_finetune(
             corpus, objective=objective, model=model, output=output, text_field=text_field, label_field=labels,

@@ -40,10 +40,16 @@ def objective_class(name: str):
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
-def make_objective(name: str, model, *, anchor: float = 0.0, anchor_kind: str = "cosine", **params):
+def anchor_weight(name: str, anchor: float | None = None) -> float:
+    """The pull towards the base model objective ``name`` trains with: ``anchor`` if given, else its default."""
+    return objective_class(name).default_anchor if anchor is None else anchor
+
+
+def make_objective(name: str, model, *, anchor: float | None = None, anchor_kind: str = "cosine", **params):
     """Build objective ``name`` for ``model`` (``params`` are the objective's own, e.g. temperature).
 
-    ``anchor`` > 0 adds a distillation term towards the base model's embeddings with that weight.
+    ``anchor`` > 0 adds a distillation term towards the base model's embeddings with that weight; None takes the
+    objective's ``default_anchor`` (1 for simcse, augment, ct and sccl, 0 for the others); 0 turns it off.
     """
     import inspect
 
@@ -54,6 +60,7 @@ def make_objective(name: str, model, *, anchor: float = 0.0, anchor_kind: str = 
         options = ", ".join(p for p in accepted if p not in ("self", "model")) or "none"
         raise EmbtuneError(f"--objective {name} does not take {', '.join(unknown)} (its options: {options})")
     objective = cls(model, **params) if name in NEEDS_MODEL else cls(**params)
+    anchor = anchor_weight(name, anchor)
     if anchor:
         from embtune.finetune.objectives.anchor import AnchoredObjective
 

@@ -18,6 +18,7 @@ class AugmentObjective(Objective):
     data = "texts"
     defaults = {"learning_rate": 2e-5, "batch_size": 64}
     summary = "SimCLR: two augmented views per text, normalised InfoNCE"
+    default_anchor = 1.0  # instance discrimination alone spreads a strong model's clusters (bench/label_free.py)
 
     def __init__(self, temperature: float = 0.1, augmentations=TEXT_AUGMENTATIONS, strength: float = 0.15):
         super().__init__()

@@ -69,7 +69,10 @@ class Objective(torch.nn.Module):
     - ``name``: the --objective value;
     - ``data``: "texts" (label-free), "pairs" (anchor, positive[, negative]), "scored_pairs" (text1, text2, score),
       "labelled" (text, label) or "images" (image paths; label-free);
-    - ``defaults``: recommended learning rate, batch size and steps for this objective.
+    - ``defaults``: recommended learning rate, batch size and steps for this objective;
+    - ``default_anchor``: the weight of the pull towards the base model (:mod:`.anchor`) when the user gives none: 1
+      for the instance-discrimination objectives, which otherwise spread an already strong model's clusters apart
+      (bench/label_free.py), 0 for the rest.
 
     Extra modules an objective owns (a decoder, a second encoder) are trained with the model and dropped at export.
     """
@@ -78,6 +81,7 @@ class Objective(torch.nn.Module):
     data: ClassVar[str] = "texts"
     defaults: ClassVar[dict[str, Any]] = {"learning_rate": 2e-5, "batch_size": 32}
     summary: ClassVar[str] = ""
+    default_anchor: ClassVar[float] = 0.0
 
     def setup(self, model, items: list) -> None:
         """Once, before the optimizer is built: create parameters that depend on the data (e.g. cluster centroids)."""

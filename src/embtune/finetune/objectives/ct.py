@@ -16,6 +16,7 @@ class ContrastiveTensionObjective(Objective):
     data = "texts"
     defaults = {"learning_rate": 1e-5, "batch_size": 32}
     summary = "two encoder copies agree on the same text, in-batch negatives"
+    default_anchor = 1.0  # instance discrimination alone spreads a strong model's clusters (bench/label_free.py)
 
     def __init__(self, model, temperature: float = 0.05):
         super().__init__()

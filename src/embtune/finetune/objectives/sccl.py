@@ -36,6 +36,7 @@ class SCCLObjective(Objective):
     data = "texts"
     defaults = {"learning_rate": 2e-5, "batch_size": 64}
     summary = "augmented-view InfoNCE + Student-t clustering head with KL to the sharpened target"
+    default_anchor = 1.0  # instance discrimination alone spreads a strong model's clusters (bench/label_free.py)
 
     def __init__(self, k: int | None = None, temperature: float = 0.1, cluster_weight: float = 1.0, alpha: float = 1.0,
                  strength: float = 0.15, seed: int = 0):

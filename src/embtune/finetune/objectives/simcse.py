@@ -11,6 +11,7 @@ class SimCSEObjective(Objective):
     data = "texts"
     defaults = {"learning_rate": 3e-5, "batch_size": 64}
     summary = "dropout noise as the only augmentation (Gao et al. 2021)"
+    default_anchor = 1.0  # instance discrimination alone spreads a strong model's clusters (bench/label_free.py)
 
     def __init__(self, temperature: float = 0.05):
         super().__init__()
