@@ -8,6 +8,7 @@ below and only reads tensors, so loading a file never runs code from it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import inspect
 import json
@@ -30,6 +31,20 @@ _TUNER_MODULES = ("feedforward", "contrastive", "autoencoder", "infonce")
 
 def as_float_tensor(x: np.ndarray, device: str) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=device)
+
+
+def float64_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """An eval-mode float64 copy of ``module`` for inference.
+
+    float32 BLAS kernels may round a row differently depending on where it falls in the batch, so a row's embedding
+    could change in the last bit when the rows around it change (scikit-learn's sample-order check catches it). In
+    float64 those differences stay far below float32 resolution, so the float32 output depends on the row alone.
+    """
+    return copy.deepcopy(module).double().eval()
+
+
+def float64_tensor(x: np.ndarray, device: str) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x), device=device).double()
 
 
 def torch_generator(random_state) -> torch.Generator:
@@ -118,14 +133,14 @@ class TunerBase(TransformerMixin, BaseEstimator):
         self.n_epochs_, self.best_epoch_ = record.epochs, record.best_epoch
 
     def _encoder_output(self, X) -> np.ndarray:
-        """``model_.encoder`` applied to validated ``X`` in eval mode, as float32 numpy."""
+        """``model_.encoder`` applied to validated ``X`` in eval mode (computed in float64), as float32 numpy."""
         from sklearn.utils.validation import validate_data
 
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, reset=False)
-        self.model_.eval()
         with torch.no_grad():
-            return self.model_.encoder(as_float_tensor(X, self.device_)).cpu().numpy()
+            encoder = float64_copy(self.model_.encoder)
+            return encoder(float64_tensor(X, self.device_)).float().cpu().numpy()
 
     def save(self, path: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors`` into the folder ``path`` (created; files replaced atomically).

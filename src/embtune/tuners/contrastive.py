@@ -21,6 +21,8 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from embtune.tuners.base import (
     TunerBase,
     as_float_tensor,
+    float64_copy,
+    float64_tensor,
     make_adam,
     resolve_tuner_device,
     seeded_init,
@@ -167,9 +169,8 @@ class ContrastiveLearner(TunerBase):
         X = check_array(X, dtype=np.float32)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but this learner was fitted with {self.n_features_in_}")
-        self.network_.eval()
-        with torch.no_grad():
-            return self.network_(as_float_tensor(X, self.device_)).cpu().numpy()
+        with torch.no_grad():  # in float64: a row's output does not depend on the rows beside it (see float64_copy)
+            return float64_copy(self.network_)(float64_tensor(X, self.device_)).float().cpu().numpy()
 
     def predict(self, X1, X2):
         """Cosine similarity of each pair in the learned space."""

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.base import ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
@@ -23,6 +22,8 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from embtune.tuners.base import (
     TunerBase,
     as_float_tensor,
+    float64_copy,
+    float64_tensor,
     make_adam,
     resolve_tuner_device,
     seeded_init,
@@ -46,11 +47,6 @@ class FeedForwardNetwork(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output(self.embed(x))  # logits
-
-    def logits64(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits in float64: probabilities that do not depend on a row's position in the batch."""
-        h = self.activation(F.linear(x.double(), self.hidden.weight.double(), self.hidden.bias.double()))
-        return F.linear(h, self.output.weight.double(), self.output.bias.double())
 
 
 class FeedForwardTuner(ClassifierMixin, TunerBase):
@@ -235,10 +231,9 @@ class FeedForwardTuner(ClassifierMixin, TunerBase):
     def _forward(self, X, output: str) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, reset=False)
-        self.model_.eval()
-        with torch.no_grad():
-            x = as_float_tensor(X, self.device_)
-            return (self.model_.embed(x) if output == "embedding" else self.model_.logits64(x)).cpu().numpy()
+        with torch.no_grad():  # in float64: a row's output does not depend on the rows beside it (see float64_copy)
+            model, x = float64_copy(self.model_), float64_tensor(X, self.device_)
+            return model.embed(x).float().cpu().numpy() if output == "embedding" else model(x).cpu().numpy()
 
     def transform(self, X):
         """The hidden layer: the tuned embedding, (n, hidden_dim) float32."""
