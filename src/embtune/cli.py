@@ -577,7 +577,10 @@ def finetune(
                   f"(load with --model {output})" + ("" if no_report else f"; report: {output}/report.html"),
                   file=sys.stderr)
 
-    _run(quiet, debug, action)
+    try:
+        _run(quiet, debug, action)
+    finally:
+        distributed.shutdown()  # under torchrun: leave the process group before the interpreter exits
 
 
 def _relaunch_with_torchrun(nproc: int, quiet: bool) -> int:

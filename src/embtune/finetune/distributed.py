@@ -65,6 +65,12 @@ def init_if_launched(device: str = "auto") -> str:
     return "cpu" if device == "auto" else device
 
 
+def shutdown() -> None:
+    """Leave the process group this process joined (the CLI calls it when a torchrun-launched command ends)."""
+    if active():
+        dist.destroy_process_group()
+
+
 def barrier() -> None:
     if active():
         dist.barrier()
