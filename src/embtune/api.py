@@ -716,7 +716,7 @@ def finetune(
     from embtune.evaluate.clustering import choose_k
     from embtune.finetune.export import export_model
     from embtune.finetune.objectives import make_objective, objective_class
-    from embtune.finetune.objectives.anchor import AnchoredObjective
+    from embtune.finetune.objectives.anchor import AnchoredObjective, describe_anchor
     from embtune.finetune.objectives.base import encode_frozen
     from embtune.finetune.trainer import EvalSet, TrainConfig, evaluate_model, train
     from embtune.progress import training_progress
@@ -821,7 +821,7 @@ def finetune(
     )
     log.info(
         "fine-tuning %s with %s%s on %d items (%d held out to watch), %d steps of %d, lr %g",
-        resolved.name, objective, f" anchored to the base model (weight {anchor:g})" if anchor else "", len(items),
+        resolved.name, objective, f" {describe_anchor(anchor)}" if anchor else "", len(items),
         n_eval if eval_set else 0, config.total_steps(len(items)), config.batch_size, config.learning_rate,
     )
     with training_progress(config.total_steps(len(items)), show_progress, f"{objective}") as update:

@@ -43,9 +43,10 @@ class CandidateSpec:
         if self.kind != "finetune":
             return self.about
         from embtune.finetune.objectives import anchor_weight
+        from embtune.finetune.objectives.anchor import describe_anchor
 
         anchor = anchor_weight(self.options["objective"], self.options.get("anchor"))
-        return f"{self.about}, anchored to the base model (weight {anchor:g})" if anchor else self.about
+        return f"{self.about}, {describe_anchor(anchor)}" if anchor else self.about
 
 
 CANDIDATES = {

@@ -10,6 +10,11 @@ import torch.nn.functional as F
 from embtune.finetune.objectives.base import Objective, embed, encode_frozen, item_text, text_index
 
 
+def describe_anchor(weight: float, kind: str | None = None) -> str:
+    """How run logs, summaries and ``auto`` name the anchor: "anchored to the base model (weight 1, cosine)"."""
+    return f"anchored to the base model (weight {weight:g}{f', {kind}' if kind else ''})"
+
+
 class AnchoredObjective(Objective):
     """``inner``'s loss + ``weight`` x distance of the batch's texts to their base-model embeddings."""
 
@@ -19,7 +24,7 @@ class AnchoredObjective(Objective):
             raise ValueError("anchor: weight must be >= 0 and kind 'cosine' or 'mse'")
         self.inner, self.weight, self.kind = inner, weight, kind
         self.name, self.data, self.defaults = inner.name, inner.data, inner.defaults
-        self.summary = f"{inner.summary}; anchored to the base model (weight {weight:g}, {kind})"
+        self.summary = f"{inner.summary}; {describe_anchor(weight, kind)}"
         # base embeddings are recomputed from the base model in setup(), also on resume, so they need no checkpoint
         self.register_buffer("base", torch.empty(0), persistent=False)
         self._index: dict[str, int] = {}
