@@ -1,0 +1,85 @@
+"""Label-free tuners on frozen all-MiniLM-L6-v2 vectors: how far does a cheap tuner move a labelled dataset's clusters?
+
+Each configuration fits an ``InfoNCETuner`` (or any tuner named with ``"method"``) on the dataset's *train* vectors
+without labels, then the tuned train/test vectors are scored like bench/label_free.py scores a fine-tuned model (same
+``evaluate_vectors`` as ``embtune evaluate``): KMeans(k = number of labels) V-measure on test (mean +- std over 5
+seeds), silhouette, Davies-Bouldin, kNN and logistic-regression accuracy fitted on train and scored on test.
+
+This is a sweep over hyperparameters scored on the test labels, so its best row is an upper bound on what the tuner
+can give, not a result to quote as held-out; a chosen default must be checked on another dataset.
+
+Usage: .venv/bin/python bench/tuner_sweep.py [--dataset banking77] '{"positives": "neighbors"}' '{"positives":
+       "neighbors", "temperature": 0.05}' ...   (each argument: the tuner's parameters as JSON; default: the
+       neighbour-positive InfoNCE tuner with its defaults). Rows are appended to bench/results/tuner_sweep.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def read(path: Path) -> tuple[list[str], np.ndarray]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r["text"] for r in rows], np.array([r["label"] for r in rows])
+
+
+def score(train_vectors, train_labels, test_vectors, test_labels) -> dict:
+    from embtune.evaluate.metrics import evaluate_vectors
+
+    m = evaluate_vectors(train_vectors, labels=train_labels, test_vectors=test_vectors, test_labels=test_labels)
+    return {
+        "v_measure": round(100 * m["v_measure"], 2), "v_measure_std": round(100 * m.std["v_measure"], 2),
+        "silhouette": round(m["silhouette"], 4), "davies_bouldin": round(m["davies_bouldin"], 3),
+        "knn_accuracy": round(100 * m["knn_accuracy"], 2), "logreg_accuracy": round(100 * m["logreg_accuracy"], 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("configs", nargs="*", default=['{"positives": "neighbors"}'])
+    parser.add_argument("--dataset", default="banking77", help="banking77 or rotten_tomatoes")
+    parser.add_argument("--seed", type=int, default=0, help="the tuner's random_state")
+    args = parser.parse_args()
+
+    from bench_data import splits  # bench/bench_data.py (bench/ is on sys.path when run as a script)
+
+    from embtune import tuners
+    from embtune.encoders import load_encoder
+    from embtune.tuners import METHODS
+
+    train, test = splits(args.dataset)
+    (train_texts, train_labels), (test_texts, test_labels) = read(train), read(test)
+    encoder = load_encoder("all-MiniLM-L6-v2")  # vectors are cached, so a second sweep starts at once
+    train_vectors, test_vectors = encoder.encode(train_texts), encoder.encode(test_texts)
+    base = score(train_vectors, train_labels, test_vectors, test_labels)
+    print("base", json.dumps(base), flush=True)
+    out = RESULTS / "tuner_sweep.json"
+    rows = json.loads(out.read_text()) if out.is_file() else []
+    for text in args.configs:
+        params = {"method": "infonce", **json.loads(text)}
+        if params["method"] == "infonce":
+            params = {"positives": "neighbors", **params}
+        options = {k: v for k, v in params.items() if k != "method"}
+        start = time.perf_counter()
+        tuner = getattr(tuners, METHODS[params["method"]].class_name)(**options, random_state=args.seed, device="cpu")
+        tuner.fit(train_vectors)
+        seconds = time.perf_counter() - start
+        row = {"dataset": args.dataset, "params": params, "seed": args.seed, "seconds": round(seconds, 1),
+               "epochs": getattr(tuner, "n_epochs_", None), "base": base,
+               **score(tuner.transform(train_vectors), train_labels, tuner.transform(test_vectors), test_labels)}
+        row["delta_v"] = round(row["v_measure"] - base["v_measure"], 2)
+        print(json.dumps({k: v for k, v in row.items() if k not in ("base", "dataset")}), flush=True)
+        rows.append(row)
+        RESULTS.mkdir(exist_ok=True)
+        out.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
