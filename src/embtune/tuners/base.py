@@ -33,18 +33,17 @@ def as_float_tensor(x: np.ndarray, device: str) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=device)
 
 
-def float64_copy(module: torch.nn.Module) -> torch.nn.Module:
-    """An eval-mode float64 copy of ``module`` for inference.
+def float64_inference(module: torch.nn.Module, X: np.ndarray, device: str) -> tuple[torch.nn.Module, torch.Tensor]:
+    """An eval-mode float64 copy of ``module`` and ``X`` as a float64 tensor beside it, for inference.
 
     float32 BLAS kernels may round a row differently depending on where it falls in the batch, so a row's embedding
     could change in the last bit when the rows around it change (scikit-learn's sample-order check catches it). In
     float64 those differences stay far below float32 resolution, so the float32 output depends on the row alone.
+    Apple's MPS has no float64, so a tuner trained there infers on the CPU.
     """
-    return copy.deepcopy(module).double().eval()
-
-
-def float64_tensor(x: np.ndarray, device: str) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(x), device=device).double()
+    device = "cpu" if str(device).startswith("mps") else device
+    x = torch.as_tensor(np.asarray(X), device=device).double()
+    return copy.deepcopy(module).to(device).double().eval(), x
 
 
 def torch_generator(random_state) -> torch.Generator:
@@ -139,8 +138,8 @@ class TunerBase(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, reset=False)
         with torch.no_grad():
-            encoder = float64_copy(self.model_.encoder)
-            return encoder(float64_tensor(X, self.device_)).float().cpu().numpy()
+            encoder, x = float64_inference(self.model_.encoder, X, self.device_)
+            return encoder(x).float().cpu().numpy()
 
     def save(self, path: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors`` into the folder ``path`` (created; files replaced atomically).

@@ -21,8 +21,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from embtune.tuners.base import (
     TunerBase,
     as_float_tensor,
-    float64_copy,
-    float64_tensor,
+    float64_inference,
     make_adam,
     resolve_tuner_device,
     seeded_init,
@@ -169,8 +168,9 @@ class ContrastiveLearner(TunerBase):
         X = check_array(X, dtype=np.float32)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but this learner was fitted with {self.n_features_in_}")
-        with torch.no_grad():  # in float64: a row's output does not depend on the rows beside it (see float64_copy)
-            return float64_copy(self.network_)(float64_tensor(X, self.device_)).float().cpu().numpy()
+        with torch.no_grad():  # float64: a row's output does not depend on its neighbours in X
+            network, x = float64_inference(self.network_, X, self.device_)
+            return network(x).float().cpu().numpy()
 
     def predict(self, X1, X2):
         """Cosine similarity of each pair in the learned space."""

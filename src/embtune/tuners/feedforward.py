@@ -22,8 +22,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from embtune.tuners.base import (
     TunerBase,
     as_float_tensor,
-    float64_copy,
-    float64_tensor,
+    float64_inference,
     make_adam,
     resolve_tuner_device,
     seeded_init,
@@ -231,8 +230,8 @@ class FeedForwardTuner(ClassifierMixin, TunerBase):
     def _forward(self, X, output: str) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, reset=False)
-        with torch.no_grad():  # in float64: a row's output does not depend on the rows beside it (see float64_copy)
-            model, x = float64_copy(self.model_), float64_tensor(X, self.device_)
+        with torch.no_grad():  # float64: a row's output does not depend on its neighbours in X
+            model, x = float64_inference(self.model_, X, self.device_)
             return model.embed(x).float().cpu().numpy() if output == "embedding" else model(x).cpu().numpy()
 
     def transform(self, X):
