@@ -3,7 +3,8 @@
 Each configuration fits an ``InfoNCETuner`` (or any tuner named with ``"method"``) on the dataset's *train* vectors
 without labels, then the tuned train/test vectors are scored like bench/label_free.py scores a fine-tuned model (same
 ``evaluate_vectors`` as ``embtune evaluate``): KMeans(k = number of labels) V-measure on test (mean +- std over 5
-seeds), silhouette, Davies-Bouldin, kNN and logistic-regression accuracy fitted on train and scored on test.
+seeds), silhouette, Davies-Bouldin, kNN and logistic-regression accuracy fitted on train and scored on test; and
+STS-B test Spearman of the tuned vectors (the tuner applied to both sides; how much general ability is kept).
 
 This is a sweep over hyperparameters scored on the test labels, so its best row is an upper bound on what the tuner
 can give, not a result to quote as held-out; a chosen default must be checked on another dataset.
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
+STSB = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "stsb" / "test.jsonl"
 
 
 def read(path: Path) -> tuple[list[str], np.ndarray]:
@@ -39,6 +41,14 @@ def score(train_vectors, train_labels, test_vectors, test_labels) -> dict:
         "silhouette": round(m["silhouette"], 4), "davies_bouldin": round(m["davies_bouldin"], 3),
         "knn_accuracy": round(100 * m["knn_accuracy"], 2), "logreg_accuracy": round(100 * m["logreg_accuracy"], 2),
     }
+
+
+def sts_spearman(a: np.ndarray, b: np.ndarray, gold: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return round(100 * float(spearmanr((a * b).sum(axis=1), gold).statistic), 2)
 
 
 def main() -> None:
@@ -58,7 +68,11 @@ def main() -> None:
     (train_texts, train_labels), (test_texts, test_labels) = read(train), read(test)
     encoder = load_encoder("all-MiniLM-L6-v2")  # vectors are cached, so a second sweep starts at once
     train_vectors, test_vectors = encoder.encode(train_texts), encoder.encode(test_texts)
+    sts_rows = [json.loads(line) for line in STSB.read_text(encoding="utf-8").splitlines() if line.strip()]
+    sts_a, sts_b = encoder.encode([r["text1"] for r in sts_rows]), encoder.encode([r["text2"] for r in sts_rows])
+    gold = np.array([r["score"] for r in sts_rows])
     base = score(train_vectors, train_labels, test_vectors, test_labels)
+    base["sts_spearman"] = sts_spearman(sts_a, sts_b, gold)
     print("base", json.dumps(base), flush=True)
     out = RESULTS / "tuner_sweep.json"
     rows = json.loads(out.read_text()) if out.is_file() else []
@@ -68,12 +82,15 @@ def main() -> None:
             params = {"positives": "neighbors", **params}
         options = {k: v for k, v in params.items() if k != "method"}
         start = time.perf_counter()
-        tuner = getattr(tuners, METHODS[params["method"]].class_name)(**options, random_state=args.seed, device="cpu")
+        spec = METHODS[params["method"]]
+        trains = spec.epochs_param is not None  # a method that does not train takes no device
+        tuner = getattr(tuners, spec.class_name)(**options, random_state=args.seed, **({"device": "cpu"} if trains else {}))
         tuner.fit(train_vectors)
         seconds = time.perf_counter() - start
         row = {"dataset": args.dataset, "params": params, "seed": args.seed, "seconds": round(seconds, 1),
                "epochs": getattr(tuner, "n_epochs_", None), "base": base,
-               **score(tuner.transform(train_vectors), train_labels, tuner.transform(test_vectors), test_labels)}
+               **score(tuner.transform(train_vectors), train_labels, tuner.transform(test_vectors), test_labels),
+               "sts_spearman": sts_spearman(tuner.transform(sts_a), tuner.transform(sts_b), gold)}
         row["delta_v"] = round(row["v_measure"] - base["v_measure"], 2)
         print(json.dumps({k: v for k, v in row.items() if k not in ("base", "dataset")}), flush=True)
         rows.append(row)

@@ -21,6 +21,7 @@ from embtune.tuners import (
     ContrastiveTuner,
     FeedForwardTuner,
     InfoNCETuner,
+    NeighborhoodTuner,
     TunerBase,
     load_tuner,
 )
@@ -41,6 +42,7 @@ SMALL = {
     "ContrastiveTuner": lambda: ContrastiveTuner(epochs=2, random_state=0, device="cpu"),
     "AutoencoderTuner": lambda: AutoencoderTuner(n_epochs=2, width=16, hidden_dim=4, random_state=0, device="cpu"),
     "InfoNCETuner": lambda: InfoNCETuner(n_epochs=2, width=16, random_state=0, device="cpu"),
+    "NeighborhoodTuner": lambda: NeighborhoodTuner(n_neighbors=3),
 }
 
 
@@ -218,6 +220,7 @@ FITTED = {
     "ContrastiveTuner": lambda x, y: ContrastiveTuner(epochs=3, random_state=0).fit(x, y),
     "AutoencoderTuner": lambda x, y: AutoencoderTuner(n_epochs=3, width=32, hidden_dim=8, random_state=0).fit(x),
     "InfoNCETuner": lambda x, y: InfoNCETuner(n_epochs=3, width=32, random_state=0).fit(x),
+    "NeighborhoodTuner": lambda x, y: NeighborhoodTuner(max_corpus=100).fit(x),
 }
 
 
@@ -246,3 +249,54 @@ def test_loading_refuses_unknown_classes_and_wrong_types(tmp_path):
         TunerBase.load(tmp_path / "t")
     with pytest.raises(EmbtuneError, match="not a saved tuner"):
         load_tuner(tmp_path)
+
+
+# -- NeighborhoodTuner ---------------------------------------------------------------------------------------------------
+
+
+def test_neighborhood_tightens_planted_clusters_on_held_out_vectors():
+    x, y = planted(n_clusters=6, per=80, dim=64, spread=2.0)  # overlapping: KMeans alone gets V ~0.75
+    rng = np.random.default_rng(1)
+    held = rng.permutation(len(x))[: len(x) // 4]
+    fit = np.setdiff1d(np.arange(len(x)), held)
+    tuner = NeighborhoodTuner(n_neighbors=10, min_similarity=-1).fit(x[fit])
+    before = np.mean(cluster_metrics(x[held], 6, labels=y[held], seeds=3)["v_measure"])
+    after = np.mean(cluster_metrics(tuner.transform(x[held]), 6, labels=y[held], seeds=3)["v_measure"])
+    assert after > before + 0.05, (before, after)
+    assert tuner.transform(x).dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(tuner.transform(x), axis=1), 1, rtol=1e-5)
+
+
+def test_neighborhood_leaves_vectors_without_close_neighbours_alone():
+    x, _ = planted()
+    tuner = NeighborhoodTuner(min_similarity=0.9).fit(x)
+    stranger = np.random.default_rng(5).normal(size=(3, x.shape[1])).astype(np.float32) * 10
+    np.testing.assert_allclose(tuner.transform(stranger), stranger / np.linalg.norm(stranger, axis=1, keepdims=True),
+                               rtol=1e-6)
+    moved = tuner.transform(x[:5])  # corpus rows have themselves (cosine 1) as a close neighbour at least
+    assert not np.allclose(moved, x[:5] / np.linalg.norm(x[:5], axis=1, keepdims=True))
+    assert np.allclose(NeighborhoodTuner(weight=0).fit(x).transform(x), x / np.linalg.norm(x, axis=1, keepdims=True),
+                       atol=1e-6)
+
+
+def test_neighborhood_keeps_a_fixed_sample_of_a_large_corpus_and_checks_its_parameters():
+    x, _ = planted()
+    tuner = NeighborhoodTuner(max_corpus=50, random_state=3).fit(x)
+    assert tuner.n_corpus_ == 50 and tuple(tuner.memory_.corpus.shape) == (50, x.shape[1])
+    same = NeighborhoodTuner(max_corpus=50, random_state=3).fit(x)
+    assert torch.equal(same.memory_.corpus, tuner.memory_.corpus)
+    with pytest.raises(ValueError, match="n_neighbors >= 1"):
+        NeighborhoodTuner(n_neighbors=0).fit(x)
+
+
+def test_neighborhood_faiss_search_agrees_with_the_exact_one(monkeypatch):
+    pytest.importorskip("faiss")
+    import embtune.tuners.neighborhood as neighborhood
+
+    x, _ = planted(n_clusters=5, per=100)
+    exact = NeighborhoodTuner(n_neighbors=5).fit(x).transform(x[:50])
+    monkeypatch.setattr(neighborhood, "EXACT_NEIGHBORS_BELOW", 10)
+    approximate = NeighborhoodTuner(n_neighbors=5).fit(x)
+    np.testing.assert_allclose(approximate.transform(x[:50]), exact, atol=1e-4)
+    assert approximate._index is not None
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(approximate)).transform(x[:50]), exact, atol=1e-4)

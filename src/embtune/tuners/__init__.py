@@ -13,6 +13,7 @@ _EXPORTS = {
     "ContrastiveTuner": "contrastive",
     "AutoencoderTuner": "autoencoder",
     "InfoNCETuner": "infonce",
+    "NeighborhoodTuner": "neighborhood",
     "TunerBase": "base",
     "load_tuner": "base",
     "METHODS": "methods",

@@ -12,7 +12,7 @@ class TuneMethod:
     name: str
     class_name: str
     needs_labels: bool
-    epochs_param: str
+    epochs_param: str | None  # None: the method does not train (no epochs, learning rate or device)
     has_hidden_dim: bool
     summary: str
 
@@ -24,6 +24,8 @@ METHODS = {
         TuneMethod("contrastive", "ContrastiveTuner", True, "epochs", True, "pairs from labels, cosine matches same-label"),
         TuneMethod("autoencoder", "AutoencoderTuner", False, "n_epochs", True, "denoising bottleneck, no labels"),
         TuneMethod("infonce", "InfoNCETuner", False, "n_epochs", False, "SimCLR on vectors (noisy views or neighbours), no labels"),
+        TuneMethod("neighborhood", "NeighborhoodTuner", False, None, False,
+                   "moves each vector towards its close corpus neighbours; no labels, no training"),
     )
 }
 
@@ -47,11 +49,17 @@ def make_tuner(
     spec = METHODS.get(method)
     if spec is None:
         raise EmbtuneError(f"--method {method!r}: use one of {', '.join(METHODS)}")
-    params: dict = {"random_state": random_state, "device": device}
-    if epochs is not None:
-        params[spec.epochs_param] = epochs
-    if learning_rate is not None:
-        params["learning_rate"] = learning_rate
+    params: dict = {"random_state": random_state}
+    if spec.epochs_param is None:
+        given = [name for name, value in (("--epochs", epochs), ("--lr", learning_rate)) if value is not None]
+        if given:
+            raise EmbtuneError(f"{' and '.join(given)} do not apply to --method {method}: it does not train")
+    else:
+        params["device"] = device
+        if epochs is not None:
+            params[spec.epochs_param] = epochs
+        if learning_rate is not None:
+            params["learning_rate"] = learning_rate
     if hidden_dim is not None:
         if not spec.has_hidden_dim:
             raise EmbtuneError(f"--hidden-dim does not apply to --method {method} (its output keeps the input width)")
