@@ -300,3 +300,11 @@ def test_neighborhood_faiss_search_agrees_with_the_exact_one(monkeypatch):
     np.testing.assert_allclose(approximate.transform(x[:50]), exact, atol=1e-4)
     assert approximate._index is not None
     np.testing.assert_allclose(pickle.loads(pickle.dumps(approximate)).transform(x[:50]), exact, atol=1e-4)
+
+
+def test_make_tuner_builds_the_neighbourhood_tuner_and_refuses_training_options():
+    from embtune.tuners import make_tuner
+
+    assert isinstance(make_tuner("neighborhood"), NeighborhoodTuner)
+    with pytest.raises(EmbtuneError, match="--epochs does not apply to --method neighborhood"):
+        make_tuner("neighborhood", epochs=5)

@@ -53,7 +53,8 @@ def make_tuner(
     if spec.epochs_param is None:
         given = [name for name, value in (("--epochs", epochs), ("--lr", learning_rate)) if value is not None]
         if given:
-            raise EmbtuneError(f"{' and '.join(given)} do not apply to --method {method}: it does not train")
+            verb = "does" if len(given) == 1 else "do"
+            raise EmbtuneError(f"{' and '.join(given)} {verb} not apply to --method {method}: it does not train")
     else:
         params["device"] = device
         if epochs is not None:
