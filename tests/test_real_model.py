@@ -32,5 +32,5 @@ def test_demo_runs_and_explains_its_numbers(tmp_path):
     assert ("Chose " in result.stdout) != ("Kept the base model" in result.stdout)
     assert f"{out / 'report.html'}" in result.stdout.replace("\n", "")
     table = json.loads((out / "auto.json").read_text())
-    assert table["labels_used_to_choose"] is False and len(table["candidates"]) == 4
+    assert table["labels_used_to_choose"] is False and len(table["candidates"]) == 5
     assert (out / "report.html").stat().st_size > 10_000

@@ -57,6 +57,8 @@ CANDIDATES = {
         CandidateSpec("tuner:autoencoder", "tuner", {"method": "autoencoder"}, "denoising bottleneck on frozen vectors"),
         CandidateSpec("tuner:infonce-augment", "tuner", {"method": "infonce", "positives": "augment"},
                       "InfoNCE head on frozen vectors, positives = noisy views"),
+        CandidateSpec("tuner:neighborhood", "tuner", {"method": "neighborhood"},
+                      "each vector moved towards its close corpus neighbours (no training)"),
         CandidateSpec("finetune:neighbors", "finetune", {"objective": "neighbors"},
                       "full fine-tune, positives from the model's own nearest neighbours"),
         CandidateSpec("finetune:neighbors+anchor", "finetune", {"objective": "neighbors", "anchor": 1.0},
@@ -70,8 +72,9 @@ CANDIDATES = {
     )
 }
 # Cheap tuners first, then fine-tunes in the order of what ../shared/FINDINGS.md found most likely to help.
-DEFAULT_CANDIDATES = ("tuner:infonce-neighbors", "tuner:autoencoder", "tuner:infonce-augment", "finetune:neighbors",
-                      "finetune:neighbors+anchor", "finetune:sccl", "finetune:augment", "finetune:simcse")
+DEFAULT_CANDIDATES = ("tuner:neighborhood", "tuner:infonce-neighbors", "tuner:autoencoder", "tuner:infonce-augment",
+                      "finetune:neighbors", "finetune:neighbors+anchor", "finetune:sccl", "finetune:augment",
+                      "finetune:simcse")
 
 
 @dataclass
