@@ -90,8 +90,8 @@ class NeighborhoodTuner(TunerBase):
         x = l2_normalize(X).astype(np.float64)
         neighbours, similarity = self._search(x)
         close = similarity >= self.min_similarity
-        corpus = self.memory_.corpus.numpy().astype(np.float64)
-        total = np.einsum("nk,nkd->nd", close.astype(np.float64), corpus[neighbours])
+        gathered = self.memory_.corpus.numpy()[neighbours].astype(np.float64)  # (n, k, d): no float64 copy of the corpus
+        total = np.einsum("nk,nkd->nd", close.astype(np.float64), gathered)
         mean = total / np.maximum(close.sum(axis=1, keepdims=True), 1)
         out = x + self.weight * mean
         return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
