@@ -27,11 +27,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 STSB = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "stsb" / "test.jsonl"
 
 
-def read(path: Path) -> tuple[list[str], np.ndarray]:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r["text"] for r in rows], np.array([r["label"] for r in rows])
-
-
 def score(train_vectors, train_labels, test_vectors, test_labels) -> dict:
     from embtune.evaluate.metrics import evaluate_vectors
 
@@ -43,12 +38,10 @@ def score(train_vectors, train_labels, test_vectors, test_labels) -> dict:
     }
 
 
-def sts_spearman(a: np.ndarray, b: np.ndarray, gold: np.ndarray) -> float:
-    from scipy.stats import spearmanr
+def sts(a: np.ndarray, b: np.ndarray, gold: np.ndarray) -> float:
+    from embtune.evaluate.sts import sts_spearman
 
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return round(100 * float(spearmanr((a * b).sum(axis=1), gold).statistic), 2)
+    return round(100 * sts_spearman(a, b, gold), 2)
 
 
 def main() -> None:
@@ -61,18 +54,21 @@ def main() -> None:
     from bench_data import splits  # bench/bench_data.py (bench/ is on sys.path when run as a script)
 
     from embtune import tuners
+    from embtune.data.corpus import read_corpus
+    from embtune.data.pairs import read_pairs
     from embtune.encoders import load_encoder
     from embtune.tuners import METHODS
 
     train, test = splits(args.dataset)
-    (train_texts, train_labels), (test_texts, test_labels) = read(train), read(test)
+    train_data, test_data = read_corpus(train, require_labels=True), read_corpus(test, require_labels=True)
+    train_texts, train_labels = train_data.texts, np.array(train_data.labels)
+    test_texts, test_labels = test_data.texts, np.array(test_data.labels)
     encoder = load_encoder("all-MiniLM-L6-v2")  # vectors are cached, so a second sweep starts at once
     train_vectors, test_vectors = encoder.encode(train_texts), encoder.encode(test_texts)
-    sts_rows = [json.loads(line) for line in STSB.read_text(encoding="utf-8").splitlines() if line.strip()]
-    sts_a, sts_b = encoder.encode([r["text1"] for r in sts_rows]), encoder.encode([r["text2"] for r in sts_rows])
-    gold = np.array([r["score"] for r in sts_rows])
+    stsb = read_pairs(STSB)
+    sts_a, sts_b, gold = encoder.encode(stsb.text1), encoder.encode(stsb.text2), stsb.scores
     base = score(train_vectors, train_labels, test_vectors, test_labels)
-    base["sts_spearman"] = sts_spearman(sts_a, sts_b, gold)
+    base["sts_spearman"] = sts(sts_a, sts_b, gold)
     print("base", json.dumps(base), flush=True)
     out = RESULTS / "tuner_sweep.json"
     rows = json.loads(out.read_text()) if out.is_file() else []
@@ -90,7 +86,7 @@ def main() -> None:
         row = {"dataset": args.dataset, "params": params, "seed": args.seed, "seconds": round(seconds, 1),
                "epochs": getattr(tuner, "n_epochs_", None), "base": base,
                **score(tuner.transform(train_vectors), train_labels, tuner.transform(test_vectors), test_labels),
-               "sts_spearman": sts_spearman(tuner.transform(sts_a), tuner.transform(sts_b), gold)}
+               "sts_spearman": sts(tuner.transform(sts_a), tuner.transform(sts_b), gold)}
         row["delta_v"] = round(row["v_measure"] - base["v_measure"], 2)
         print(json.dumps({k: v for k, v in row.items() if k not in ("base", "dataset")}), flush=True)
         rows.append(row)
