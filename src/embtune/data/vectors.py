@@ -104,13 +104,24 @@ def nearest_neighbors(vectors: np.ndarray, k: int, *, exact_below: int = EXACT_N
     return out
 
 
-def _faiss_neighbors(x: np.ndarray, k: int) -> np.ndarray:
+def hnsw_index(vectors: np.ndarray):
+    """A faiss HNSW inner-product index over ``vectors`` (unit rows: inner product = cosine); query it with
+    :func:`hnsw_search`."""
     import faiss
 
-    index = faiss.IndexHNSWFlat(x.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def hnsw_search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inner products and ids (n, k) of each query's ``k`` nearest indexed rows; an id of -1 marks a row not found."""
     index.hnsw.efSearch = max(64, 2 * k)
-    index.add(np.ascontiguousarray(x, dtype=np.float32))
-    _, found = index.search(np.ascontiguousarray(x, dtype=np.float32), k + 1)
+    return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+
+def _faiss_neighbors(x: np.ndarray, k: int) -> np.ndarray:
+    _, found = hnsw_search(hnsw_index(x), x, k + 1)
     out = np.empty((len(x), k), dtype=np.int64)
     for i, row in enumerate(found):
         row = [j for j in row if j != i and j >= 0][:k]

@@ -20,7 +20,7 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from embtune.data.vectors import EXACT_NEIGHBORS_BELOW, l2_normalize
+from embtune.data.vectors import EXACT_NEIGHBORS_BELOW, hnsw_index, hnsw_search, l2_normalize
 from embtune.tuners.base import TunerBase
 
 
@@ -112,13 +112,9 @@ class NeighborhoodTuner(TunerBase):
         return found, cosines
 
     def _faiss_search(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        import faiss
-
         if getattr(self, "_index", None) is None:  # built on first use, not saved: it is rebuilt from the corpus
-            self._index = faiss.IndexHNSWFlat(self.n_features_in_, 32, faiss.METRIC_INNER_PRODUCT)
-            self._index.add(np.ascontiguousarray(self.memory_.corpus.numpy()))
-        self._index.hnsw.efSearch = max(64, 2 * k)
-        cosines, found = self._index.search(np.ascontiguousarray(x, dtype=np.float32), k)
+            self._index = hnsw_index(self.memory_.corpus.numpy())
+        cosines, found = hnsw_search(self._index, x, k)
         missing = found < 0  # HNSW may return fewer than k
         return np.where(missing, 0, found), np.where(missing, -np.inf, cosines)
 
