@@ -9,9 +9,12 @@ STS-B test Spearman of the tuned vectors (the tuner applied to both sides; how m
 This is a sweep over hyperparameters scored on the test labels, so its best row is an upper bound on what the tuner
 can give, not a result to quote as held-out; a chosen default must be checked on another dataset.
 
-Usage: .venv/bin/python bench/tuner_sweep.py [--dataset banking77] '{"positives": "neighbors"}' '{"positives":
+Usage: .venv/bin/python bench/tuner_sweep.py [--dataset banking77] [--model PATH] '{"positives": "neighbors"}' '{"positives":
        "neighbors", "temperature": 0.05}' ...   (each argument: the tuner's parameters as JSON; default: the
        neighbour-positive InfoNCE tuner with its defaults). Rows are appended to bench/results/tuner_sweep.json.
+       ``--model`` tunes on another model's vectors, e.g. one fine-tuned label-free by ``bench/label_free.py
+       --objectives neighbors --keep-models`` (bench/results/models/banking77-neighbors): a tuner stacked on a
+       fine-tune. The row's ``base`` is then that model; the original's figures are in the first row of label_free.json.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ def main() -> None:
     parser.add_argument("configs", nargs="*", default=['{"positives": "neighbors"}'])
     parser.add_argument("--dataset", default="banking77", help="banking77 or rotten_tomatoes")
     parser.add_argument("--seed", type=int, default=0, help="the tuner's random_state")
+    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="the encoder whose vectors are tuned")
     args = parser.parse_args()
 
     from bench_data import splits  # bench/bench_data.py (bench/ is on sys.path when run as a script)
@@ -63,7 +67,7 @@ def main() -> None:
     train_data, test_data = read_corpus(train, require_labels=True), read_corpus(test, require_labels=True)
     train_texts, train_labels = train_data.texts, np.array(train_data.labels)
     test_texts, test_labels = test_data.texts, np.array(test_data.labels)
-    encoder = load_encoder("all-MiniLM-L6-v2")  # vectors are cached, so a second sweep starts at once
+    encoder = load_encoder(args.model)  # vectors are cached, so a second sweep starts at once
     train_vectors, test_vectors = encoder.encode(train_texts), encoder.encode(test_texts)
     stsb = read_pairs(STSB)
     sts_a, sts_b, gold = encoder.encode(stsb.text1), encoder.encode(stsb.text2), stsb.scores
@@ -83,7 +87,7 @@ def main() -> None:
         tuner = getattr(tuners, spec.class_name)(**options, random_state=args.seed, **({"device": "cpu"} if trains else {}))
         tuner.fit(train_vectors)
         seconds = time.perf_counter() - start
-        row = {"dataset": args.dataset, "params": params, "seed": args.seed, "seconds": round(seconds, 1),
+        row = {"dataset": args.dataset, "model": args.model, "params": params, "seed": args.seed, "seconds": round(seconds, 1),
                "epochs": getattr(tuner, "n_epochs_", None), "base": base,
                **score(tuner.transform(train_vectors), train_labels, tuner.transform(test_vectors), test_labels),
                "sts_spearman": sts(tuner.transform(sts_a), tuner.transform(sts_b), gold)}
