@@ -51,7 +51,7 @@ def metrics_table(metrics: Metrics, *, title: str | None = None) -> Table:
     )
     table.add_column("metric", no_wrap=True)
     table.add_column("value", justify="right", no_wrap=True)
-    table.add_column("", justify="center", no_wrap=True)
+    table.add_column("better", justify="center", no_wrap=True)
     table.add_column("what it means", overflow="fold")
     for group in GROUP_ORDER:
         names = [n for n, i in METRIC_INFO.items() if i.group == group and n in metrics.values]
@@ -87,7 +87,7 @@ def comparison_table(before: Metrics, after: Metrics, *, title: str | None = Non
     table.add_column("before", justify="right", no_wrap=True)
     table.add_column("after", justify="right", no_wrap=True)
     table.add_column("change", justify="right", no_wrap=True)
-    table.add_column("", justify="center", no_wrap=True)
+    table.add_column("better", justify="center", no_wrap=True)  # which direction is an improvement: ↑ higher, ↓ lower
     for group in GROUP_ORDER:
         names = [n for n, i in METRIC_INFO.items() if i.group == group and n in before.values and n in after.values]
         if not names:
