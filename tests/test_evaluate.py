@@ -91,6 +91,19 @@ def test_holdout_split_is_disjoint_stratified_and_seeded():
     assert (again[1] == test).all()
 
 
+def test_holdout_split_says_why_it_is_not_stratified(caplog):
+    y = np.array(["a"] * 30 + ["b"] * 30 + ["rare"])
+    with caplog.at_level("WARNING", logger="embtune.evaluate.probes"):
+        train, test = holdout_split(y, test_fraction=0.2, seed=0)
+    assert "1 of 3 labels have a single example ('rare')" in caplog.text
+    assert len(test) == 12 and not set(train) & set(test)
+    rng = np.random.default_rng(0)
+    metrics = evaluate_vectors(rng.normal(size=(61, 8)).astype(np.float32), labels=y, seeds=1)
+    assert metrics.info["probe_split"] == "random 20% held out, seed 0"
+    assert evaluate_vectors(rng.normal(size=(60, 8)).astype(np.float32), labels=y[:60], seeds=1).info[
+        "probe_split"] == "stratified 20% held out, seed 0"
+
+
 def test_probes_score_held_out_data_not_training_data():
     # Random labels in more dimensions than points: any probe memorises the training part perfectly, so only a
     # held-out score stays near chance (0.25).

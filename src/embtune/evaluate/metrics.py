@@ -10,7 +10,7 @@ import numpy as np
 
 from embtune.evaluate.clustering import cluster_metrics, choose_k
 from embtune.evaluate.geometry import alignment, effective_rank, uniformity
-from embtune.evaluate.probes import holdout_split, knn_accuracy, logreg_scores
+from embtune.evaluate.probes import holdout_split, knn_accuracy, logreg_scores, why_not_stratified
 from embtune.evaluate.sts import pair_roc_auc, sts_spearman
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,8 @@ def evaluate_vectors(
     elif labels is not None and len(set(labels.tolist())) >= 2 and len(labels) >= 10:
         train, test = holdout_split(labels, test_fraction=test_fraction, seed=seed)
         train_x, train_y, test_x, test_y = vectors[train], labels[train], vectors[test], labels[test]
-        metrics.info["probe_split"] = f"stratified {test_fraction:.0%} held out, seed {seed}"
+        how = "random" if why_not_stratified(labels, len(test)) else "stratified"
+        metrics.info["probe_split"] = f"{how} {test_fraction:.0%} held out, seed {seed}"
     else:
         train_x = None
     if train_x is not None:

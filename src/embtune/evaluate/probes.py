@@ -16,6 +16,18 @@ from embtune.data.vectors import l2_normalize
 log = logging.getLogger(__name__)
 
 
+def why_not_stratified(labels, n_test: int) -> str | None:
+    """Why a split with ``n_test`` held-out items cannot be stratified by ``labels``; None when it can."""
+    counts = Counter(np.asarray(labels).tolist())
+    single = sorted((str(label) for label, n in counts.items() if n < 2))
+    if single:
+        shown = ", ".join(repr(label) for label in single[:3]) + (", ..." if len(single) > 3 else "")
+        return f"{len(single)} of {len(counts)} labels have a single example ({shown})"
+    if n_test < len(counts):
+        return f"the held-out part ({n_test} items) is smaller than the number of labels ({len(counts)})"
+    return None
+
+
 def holdout_split(labels, *, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a train/test split, stratified by label when every label has at least two examples.
 
@@ -23,12 +35,11 @@ def holdout_split(labels, *, test_fraction: float = 0.2, seed: int = 0) -> tuple
     """
     labels = np.asarray(labels)
     index = np.arange(len(labels))
-    counts = Counter(labels.tolist())
     n_test = max(1, round(test_fraction * len(labels)))
-    stratify = labels if min(counts.values()) >= 2 and n_test >= len(counts) else None
-    if stratify is None:
-        log.warning("held-out split is not stratified: some labels have a single example or the test part is too small")
-    train, test = train_test_split(index, test_size=n_test, random_state=seed, stratify=stratify)
+    why = why_not_stratified(labels, n_test)
+    if why:
+        log.warning("held-out split is random, not stratified by label: %s", why)
+    train, test = train_test_split(index, test_size=n_test, random_state=seed, stratify=None if why else labels)
     return np.sort(train), np.sort(test)
 
 
