@@ -152,6 +152,7 @@ def test_tune_saves_a_tuner_that_encode_applies(tiny_model, tmp_path, demo_rows)
     result = runner.invoke(app, ["encode", str(corpus), "--tuner", str(tmp_path / "tuner"), "-o", str(tmp_path / "t.npy")])
     assert result.exit_code == 0, result.output
     assert np.load(tmp_path / "t.npy").shape == (400, 16)
+    assert f"+ the tuner in {tmp_path / 'tuner'}" in result.stderr  # the summary says the vectors are tuned
 
 
 def test_tune_label_free_method_ignores_labels_for_fitting(tiny_model, tmp_path, demo_rows):

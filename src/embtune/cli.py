@@ -223,6 +223,7 @@ def encode(
                 {
                     "output": str(output),
                     "model": result.model,
+                    "tuner": str(tuner) if tuner is not None else None,
                     "rows": s.items,
                     "dim": s.dim,
                     "from_cache": s.from_cache,
@@ -236,7 +237,8 @@ def encode(
         elif not quiet:
             resumed = s.extra.get("resumed_rows", 0)
             print(
-                f"wrote {output} ({s.items} x {s.dim} float32) with {result.model} in {s.seconds:.1f} s: "
+                f"wrote {output} ({s.items} x {s.dim} float32) with {result.model}"
+                + (f" + the tuner in {tuner}" if tuner is not None else "") + f" in {s.seconds:.1f} s: "
                 + (f"{resumed} from the interrupted run, " if resumed else "")
                 + f"{s.encoded} encoded" + (f" at {rate:.0f} items/s" if rate else "") + f", {s.from_cache} from cache"
                 + (f", {s.skipped_empty} empty rows skipped" if s.skipped_empty else "")
