@@ -103,7 +103,8 @@ def evaluate_vectors(
     - Clusters (KMeans with seeds 0..seeds-1): on ``test_vectors`` when given, else on ``vectors``. k is ``k``, else the
       number of labels, else the silhouette-best k. With labels: V-measure, NMI, ARI too.
     - Probes (kNN, logistic regression): fitted on ``vectors``/``labels`` and scored on ``test_vectors``/``test_labels``,
-      or on a stratified ``test_fraction`` split of ``vectors`` held out from the fit.
+      or on a ``test_fraction`` split of ``vectors`` held out from the fit (stratified by label unless a label has a
+      single example or there are more labels than held-out items; ``info["probe_split"]`` says which).
     - ``pairs``: STS Spearman (scores) or ROC AUC (0/1 labels), and alignment of the similar pairs.
     - ``views``: two encodings of the same items (e.g. augmented); their alignment when there is no pair file.
 
