@@ -22,6 +22,7 @@ from embtune.tuners import (
     FeedForwardTuner,
     InfoNCETuner,
     NeighborhoodTuner,
+    SpectralTuner,
     TunerBase,
     load_tuner,
 )
@@ -43,6 +44,7 @@ SMALL = {
     "AutoencoderTuner": lambda: AutoencoderTuner(n_epochs=2, width=16, hidden_dim=4, random_state=0, device="cpu"),
     "InfoNCETuner": lambda: InfoNCETuner(n_epochs=2, width=16, random_state=0, device="cpu"),
     "NeighborhoodTuner": lambda: NeighborhoodTuner(n_neighbors=3),
+    "SpectralTuner": lambda: SpectralTuner(n_components=4, n_neighbors=3),
 }
 
 
@@ -221,6 +223,7 @@ FITTED = {
     "AutoencoderTuner": lambda x, y: AutoencoderTuner(n_epochs=3, width=32, hidden_dim=8, random_state=0).fit(x),
     "InfoNCETuner": lambda x, y: InfoNCETuner(n_epochs=3, width=32, random_state=0).fit(x),
     "NeighborhoodTuner": lambda x, y: NeighborhoodTuner(max_corpus=100).fit(x),
+    "SpectralTuner": lambda x, y: SpectralTuner(n_components=8, max_corpus=100).fit(x),
 }
 
 
@@ -308,3 +311,62 @@ def test_make_tuner_builds_the_neighbourhood_tuner_and_refuses_training_options(
     assert isinstance(make_tuner("neighborhood"), NeighborhoodTuner)
     with pytest.raises(EmbtuneError, match="--epochs does not apply to --method neighborhood"):
         make_tuner("neighborhood", epochs=5)
+
+
+# -- SpectralTuner -------------------------------------------------------------------------------------------------------
+
+
+def test_spectral_separates_planted_clusters_on_held_out_vectors_better_than_plain_cosine():
+    x, y = planted(n_clusters=6, per=80, dim=64, spread=2.0)  # overlapping: KMeans alone gets V ~0.75
+    rng = np.random.default_rng(1)
+    held = rng.permutation(len(x))[: len(x) // 4]
+    fit = np.setdiff1d(np.arange(len(x)), held)
+    tuner = SpectralTuner(n_components=12, n_neighbors=10, min_similarity=-1).fit(x[fit])
+    tuned = tuner.transform(x[held])
+    assert tuned.shape == (len(held), 64 + 12) and tuned.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(tuned, axis=1), 1, rtol=1e-5)
+    before = np.mean(cluster_metrics(x[held], 6, labels=y[held], seeds=3)["v_measure"])
+    after = np.mean(cluster_metrics(tuned, 6, labels=y[held], seeds=3)["v_measure"])
+    assert after > before + 0.05, (before, after)
+
+
+def test_spectral_gives_vectors_without_close_neighbours_no_spectral_part():
+    x, _ = planted()
+    tuner = SpectralTuner(n_components=6, min_similarity=0.9).fit(x)
+    stranger = np.random.default_rng(5).normal(size=(3, x.shape[1])).astype(np.float32) * 10
+    out = tuner.transform(stranger)
+    np.testing.assert_allclose(out[:, : x.shape[1]], stranger / np.linalg.norm(stranger, axis=1, keepdims=True), rtol=1e-6)
+    assert np.all(out[:, x.shape[1]:] == 0)
+    assert np.any(tuner.transform(x[:5])[:, x.shape[1]:] != 0)  # corpus rows are their own close neighbour
+    with pytest.raises(ValueError, match="n_components >= 1"):
+        SpectralTuner(n_components=0).fit(x)
+
+
+def test_spectral_graph_links_each_vector_to_its_neighbours_not_itself():
+    x, _ = planted(n_clusters=3, per=20)
+    tuner = SpectralTuner(n_components=3, n_neighbors=4).fit(x)
+    graph = tuner._graph(tuner.memory_.corpus.numpy().astype(np.float64))
+    assert graph.diagonal().sum() == 0 and (graph != graph.T).nnz == 0
+    assert (np.diff(graph.indptr) >= 4).all()  # 4 neighbours each, more where another vector chose it
+    values = tuner.memory_.eigenvalues.numpy()
+    assert np.all(np.diff(values) <= 0) and values[0] == pytest.approx(1, abs=1e-9)  # leading: the trivial one
+
+
+def test_spectral_sparse_eigensolver_agrees_with_the_dense_one(monkeypatch):
+    import embtune.tuners.spectral as spectral
+
+    x, _ = planted(n_clusters=4, per=60)
+    dense = SpectralTuner(n_components=5).fit(x)
+    monkeypatch.setattr(spectral, "DENSE_EIGEN_BELOW", 10)
+    sparse = SpectralTuner(n_components=5).fit(x)
+    np.testing.assert_allclose(sparse.memory_.eigenvalues.numpy(), dense.memory_.eigenvalues.numpy(), atol=1e-8)
+    a, b = sparse.transform(x[::7]), dense.transform(x[::7])  # eigenvectors agree up to sign (and rotation where
+    np.testing.assert_allclose(a @ a.T, b @ b.T, atol=1e-5)  # eigenvalues repeat), so compare the cosines they give
+
+
+def test_make_tuner_builds_the_spectral_tuner():
+    from embtune.tuners import make_tuner
+
+    assert isinstance(make_tuner("spectral"), SpectralTuner)
+    with pytest.raises(EmbtuneError, match="--hidden-dim does not apply to --method spectral"):
+        make_tuner("spectral", hidden_dim=8)

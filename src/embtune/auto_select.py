@@ -59,6 +59,8 @@ CANDIDATES = {
                       "InfoNCE head on frozen vectors, positives = noisy views"),
         CandidateSpec("tuner:neighborhood", "tuner", {"method": "neighborhood"},
                       "each vector moved towards its close corpus neighbours (no training)"),
+        CandidateSpec("tuner:spectral", "tuner", {"method": "spectral"},
+                      "coordinates on the corpus's neighbour graph appended to each vector (no training)"),
         CandidateSpec("finetune:neighbors", "finetune", {"objective": "neighbors"},
                       "full fine-tune, positives from the model's own nearest neighbours"),
         CandidateSpec("finetune:neighbors+anchor", "finetune", {"objective": "neighbors", "anchor": 1.0},
@@ -72,7 +74,7 @@ CANDIDATES = {
     )
 }
 # Cheap tuners first, then fine-tunes in the order of what ../shared/FINDINGS.md found most likely to help.
-DEFAULT_CANDIDATES = ("tuner:neighborhood", "tuner:infonce-neighbors", "tuner:autoencoder", "tuner:infonce-augment",
+DEFAULT_CANDIDATES = ("tuner:spectral", "tuner:neighborhood", "tuner:infonce-neighbors", "tuner:autoencoder", "tuner:infonce-augment",
                       "finetune:neighbors", "finetune:neighbors+anchor", "finetune:sccl", "finetune:augment",
                       "finetune:simcse")
 

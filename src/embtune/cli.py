@@ -348,6 +348,8 @@ def _print_comparison(result, title: str) -> None:
         "    autoencoder   denoising bottleneck (no labels)\n\n"
         "    infonce       SimCLR on vectors; --positives neighbors pulls each text's neighbourhood together (no labels)\n\n"
         "    neighborhood  moves each vector towards its close neighbours in the corpus; no training (no labels)\n\n"
+        "    spectral      appends each vector's coordinates on the corpus's neighbour graph (64 more columns); no "
+        "training (no labels)\n\n"
         "**Examples**\n\n"
         "    embtune tune tickets.jsonl --method infonce --positives neighbors -o tuner/\n\n"
         "    embtune tune train.jsonl --method feedforward --labels intent --test test.jsonl -o tuner/\n\n"
@@ -359,7 +361,7 @@ def _print_comparison(result, title: str) -> None:
 def tune(
     corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt, .csv, .tsv, .jsonl or .parquet; or images (a folder, or an index with a 'path' field).")],
     method: Annotated[
-        str, typer.Option("--method", help="feedforward, contrastive, autoencoder, infonce or neighborhood (see below).")
+        str, typer.Option("--method", help="feedforward, contrastive, autoencoder, infonce, neighborhood or spectral (see below).")
     ] = "infonce",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder to save the tuner in.")] = None,
     model: Model = "all-MiniLM-L6-v2",

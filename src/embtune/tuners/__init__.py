@@ -14,6 +14,7 @@ _EXPORTS = {
     "AutoencoderTuner": "autoencoder",
     "InfoNCETuner": "infonce",
     "NeighborhoodTuner": "neighborhood",
+    "SpectralTuner": "spectral",
     "TunerBase": "base",
     "load_tuner": "base",
     "METHODS": "methods",

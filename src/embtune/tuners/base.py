@@ -26,7 +26,7 @@ from embtune.errors import EmbtuneError
 from embtune.saved_config import FORMAT_VERSION, read_saved_config
 
 TUNERS: dict[str, type[TunerBase]] = {}  # filled as tuner classes are defined
-_TUNER_MODULES = ("feedforward", "contrastive", "autoencoder", "infonce", "neighborhood")
+_TUNER_MODULES = ("feedforward", "contrastive", "autoencoder", "infonce", "neighborhood", "spectral")
 
 
 def as_float_tensor(x: np.ndarray, device: str) -> torch.Tensor:

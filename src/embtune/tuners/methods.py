@@ -26,6 +26,8 @@ METHODS = {
         TuneMethod("infonce", "InfoNCETuner", False, "n_epochs", False, "SimCLR on vectors (noisy views or neighbours), no labels"),
         TuneMethod("neighborhood", "NeighborhoodTuner", False, None, False,
                    "moves each vector towards its close corpus neighbours; no labels, no training"),
+        TuneMethod("spectral", "SpectralTuner", False, None, False,
+                   "appends each vector's coordinates on the corpus's neighbour graph; no labels, no training"),
     )
 }
 
@@ -63,7 +65,7 @@ def make_tuner(
             params["learning_rate"] = learning_rate
     if hidden_dim is not None:
         if not spec.has_hidden_dim:
-            raise EmbtuneError(f"--hidden-dim does not apply to --method {method} (its output keeps the input width)")
+            raise EmbtuneError(f"--hidden-dim does not apply to --method {method}: its output width is not a hidden layer")
         params["hidden_dim"] = hidden_dim
     if positives is not None:
         if method != "infonce":

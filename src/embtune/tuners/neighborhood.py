@@ -96,9 +96,9 @@ class NeighborhoodTuner(TunerBase):
         out = x + self.weight * mean
         return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
-    def _search(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Indices and cosines (n, k) of each row's k nearest stored vectors."""
-        k = min(int(self.n_neighbors), self.n_corpus_)
+    def _search(self, x: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and cosines (n, k) of each row's k (default n_neighbors) nearest stored vectors."""
+        k = min(int(self.n_neighbors if k is None else k), self.n_corpus_)
         if self.n_corpus_ >= EXACT_NEIGHBORS_BELOW:
             return self._faiss_search(x, k)
         corpus = self.memory_.corpus.numpy().astype(np.float64)
