@@ -4,6 +4,7 @@ the budget is kept, and what is chosen is written where the user can use it."""
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -119,8 +120,14 @@ def _auto(corpus, out, model, **options):
                         budget_minutes=10, seeds=3, show_progress=False, **options)
 
 
-def test_auto_writes_the_table_the_choice_and_the_report(tiny_model, corpus_file, tmp_path):
-    result = _auto(corpus_file, tmp_path / "auto", tiny_model)
+def test_auto_writes_the_table_the_choice_and_the_report(tiny_model, corpus_file, tmp_path, caplog, monkeypatch):
+    import embtune.auto_select as auto_select
+
+    stored = auto_select._rounded  # coarser stored figures, so a log line that bypassed them would show other digits
+    monkeypatch.setattr(auto_select, "_rounded", lambda values: {k: round(v, 2) if isinstance(v, float) else v
+                                                                 for k, v in stored(values).items()})
+    with caplog.at_level(logging.INFO, logger="embtune"):
+        result = _auto(corpus_file, tmp_path / "auto", tiny_model)
     table = json.loads((tmp_path / "auto" / "auto.json").read_text())
     assert [r["name"] for r in table["candidates"]] == ["base", *CANDIDATES.split(",")]
     assert table["labels_used_to_choose"] is False and table["labels_reported"] is True
@@ -129,6 +136,9 @@ def test_auto_writes_the_table_the_choice_and_the_report(tiny_model, corpus_file
     for row in table["candidates"]:
         assert row["status"] in ("scored", "rejected"), row
         assert "v_measure" in row and "knn_accuracy" in row and "score" in row  # labels reported for every space
+    base = table["candidates"][0]
+    for row in table["candidates"][1:]:  # the log shows the digits the table shows (it once read 0.0915 vs 0.0916)
+        assert f"auto: {row['name']} score {row['score']:.4f} ± {row['std']:.4f} (base {base['score']:.4f})" in caplog.text
     ft = next(r for r in table["candidates"] if r["name"] == "finetune:augment")
     assert ft["steps"] == 8
     assert result.n_fit + result.n_heldout == 500 and result.n_heldout == 100

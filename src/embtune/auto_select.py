@@ -282,7 +282,8 @@ def auto(
                    **_rounded(score.to_dict()), **_rounded(label_view(held_new)))
         if score.rejected:
             row["reason"] = score.rejected
-        log.info("auto: %s score %.4f ± %.4f (base %.4f)%s", spec.name, score.score, score.std, base_score.score,
+        # From the stored (rounded) figures, so the log, auto.json and the printed table show the same digits.
+        log.info("auto: %s score %.4f ± %.4f (base %.4f)%s", spec.name, row["score"], row["std"], rows[0]["score"],
                  f" rejected: {score.rejected}" if score.rejected else "")
         save_progress()
 
