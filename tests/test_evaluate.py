@@ -144,6 +144,25 @@ def test_evaluate_vectors_without_labels_chooses_k():
     assert "v_measure" not in metrics and "knn_accuracy" not in metrics
 
 
+def test_evaluate_vectors_with_a_single_label_clusters_without_it_and_says_why_probes_are_skipped(caplog, monkeypatch):
+    from embtune.evaluate import notices
+    from embtune.report.tables import describe_setup
+
+    monkeypatch.setattr(notices, "_given", set())  # another test may have given the same warning in this process
+
+    x, _ = planted(n_clusters=4, per=30)
+    tx, _ = planted(n_clusters=4, per=10, seed=1)
+    one = np.array(["activate_my_card"] * len(x))
+    with caplog.at_level("WARNING", logger="embtune.evaluate"):
+        for _ in range(2):  # a before/after comparison: each warning once
+            metrics = evaluate_vectors(x, labels=one, test_vectors=tx, test_labels=one[: len(tx)])
+    assert metrics.info["k"] == 4 and metrics.info["k_source"] == "best silhouette; the labels have a single class"
+    assert "silhouette" in metrics and "v_measure" not in metrics and "knn_accuracy" not in metrics
+    setup = describe_setup(metrics)
+    assert "probes skipped: the training part has a single label" in setup and "None" not in setup
+    assert caplog.text.count("probes skipped") == 1
+
+
 def test_evaluate_vectors_rejects_bad_input():
     with pytest.raises(ValueError, match="NaN"):
         evaluate_vectors(np.array([[np.nan, 1.0]] * 5))

@@ -10,6 +10,7 @@ import numpy as np
 
 from embtune.evaluate.clustering import cluster_metrics, choose_k
 from embtune.evaluate.geometry import alignment, effective_rank, uniformity
+from embtune.evaluate.notices import warn_once
 from embtune.evaluate.probes import holdout_split, knn_accuracy, logreg_scores, why_not_stratified
 from embtune.evaluate.sts import pair_roc_auc, sts_spearman
 
@@ -129,19 +130,25 @@ def evaluate_vectors(
     metrics.info["n_clustered"] = int(len(cluster_x))
     if k is not None:
         metrics.info["k_source"] = "given"
-    elif cluster_y is not None:
+    elif cluster_y is not None and len(set(cluster_y.tolist())) >= 2:
         k = len(set(cluster_y.tolist()))
         metrics.info["k_source"] = "number of labels"
     elif len(cluster_x) >= 4:
         k, sweep = choose_k(cluster_x, seed=seed)
         metrics.info["k_source"] = "best silhouette"
         metrics.info["k_sweep"] = {str(key): round(value, 4) for key, value in sweep.items()}
+    if cluster_y is not None and len(set(cluster_y.tolist())) < 2:
+        # One class: agreement with it says nothing (V-measure of one class is degenerate); silhouette etc. still do.
+        cluster_y = None
+        source = metrics.info.get("k_source")
+        metrics.info["k_source"] = f"{source}; the labels have a single class" if source else "the labels have a single class"
     if k is not None and 2 <= k < len(cluster_x):
         metrics.info["k"] = int(k)
         _put_runs(metrics, cluster_metrics(cluster_x, k, seeds=seeds, labels=cluster_y, sample_seed=seed))
     else:
         metrics.info["k"] = None
-        log.warning("clustering metrics skipped: k=%s does not fit %d vectors", k, len(cluster_x))
+        warn_once(log, f"clustering metrics skipped: {len(cluster_x)} vectors are too few for KMeans "
+                       f"(it needs 2 <= k < vectors; k={k})")
     metrics.values["effective_rank"] = effective_rank(cluster_x, seed=seed)
     metrics.values["uniformity"] = uniformity(cluster_x, seed=seed)
 
@@ -158,7 +165,9 @@ def evaluate_vectors(
         train_x = None
     if train_x is not None:
         if len(set(train_y.tolist())) < 2:
-            log.warning("probes skipped: the training part has a single label")
+            metrics.info["probes_skipped"] = "the training part has a single label"
+            del metrics.info["probe_split"]
+            warn_once(log, "probes skipped: the training part has a single label")
         else:
             metrics.info["probe_train"], metrics.info["probe_test"] = int(len(train_x)), int(len(test_x))
             metrics.values["knn_accuracy"] = knn_accuracy(train_x, train_y, test_x, test_y)

@@ -12,9 +12,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 
 from embtune.data.vectors import l2_normalize
+from embtune.evaluate.notices import warn_once
 
 log = logging.getLogger(__name__)
-_warned: set[str] = set()  # a before/after comparison splits the same labels twice: say each reason once
 
 
 def why_not_stratified(labels, n_test: int) -> str | None:
@@ -38,9 +38,8 @@ def holdout_split(labels, *, test_fraction: float = 0.2, seed: int = 0) -> tuple
     index = np.arange(len(labels))
     n_test = max(1, round(test_fraction * len(labels)))
     why = why_not_stratified(labels, n_test)
-    if why and why not in _warned:
-        _warned.add(why)
-        log.warning("held-out split is random, not stratified by label: %s", why)
+    if why:
+        warn_once(log, f"held-out split is random, not stratified by label: {why}")
     train, test = train_test_split(index, test_size=n_test, random_state=seed, stratify=None if why else labels)
     return np.sort(train), np.sort(test)
 

@@ -35,6 +35,8 @@ def describe_setup(metrics: Metrics) -> str:
         parts.append(f"KMeans k={info['k']} ({info.get('k_source', '')}){where}, {len(info.get('seeds', []))} seeds: mean ± std")
     if "probe_split" in info:
         parts.append(f"probes fit on {info.get('probe_train')} texts, scored on {info.get('probe_test')} ({info['probe_split']})")
+    elif "probes_skipped" in info:
+        parts.append(f"kNN / logistic-regression probes skipped: {info['probes_skipped']}")
     if "alignment_from" in info:
         parts.append(f"alignment: {info['alignment_from']}")
     return "\n".join(parts)
