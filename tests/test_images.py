@@ -271,6 +271,8 @@ def test_evaluate_and_finetune_read_an_image_folder_and_refuse_modality_mix_ups(
     evaluation = embtune.evaluate(toy_folder, seeds=1, cache=False)  # the default model follows the corpus
     assert evaluation.model == "efficientnet-lite0" and evaluation.n_texts == 48
     assert evaluation.metrics.values["knn_accuracy"] > 0.9  # two very different toy classes
+    tuned = embtune.tune(toy_folder, method="spectral", seeds=1, cache=False, write_report=False)
+    assert tuned.unit == "images" and tuned.n_fit + tuned.n_heldout == 48  # the CLI says "fitted ... on N images"
     minilm = str(resolve_model("all-MiniLM-L6-v2").path)  # an explicit text model is refused, not swapped
     with pytest.raises(EmbtuneError, match="holds images but .* is a text model; pass --model efficientnet-lite0"):
         embtune.evaluate(toy_folder, model=minilm, seeds=1, cache=False)

@@ -440,6 +440,7 @@ class TuneResult:
     labels_used_for_fit: bool
     output: Path | None = None
     sampled_from: int | None = None  # the corpus size when the tuner was fitted on a fixed-seed sample of it
+    unit: str = "texts"  # or "images"
 
     def delta(self) -> dict[str, float]:
         return {k: self.after.values[k] - v for k, v in self.before.values.items() if k in self.after.values}
@@ -557,7 +558,7 @@ def tune(
     result = TuneResult(
         tuner=tuner, method=method, model=encoder.name, before=before, after=after, n_fit=len(fit_x),
         n_heldout=len(held_x), fit_seconds=fit_seconds, labels_used_for_fit=spec.needs_labels,
-        sampled_from=data.sampled_from,
+        sampled_from=data.sampled_from, unit=data.unit,
     )
     if output is not None:
         result.output = Path(output)

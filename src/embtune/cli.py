@@ -424,11 +424,11 @@ def tune(
             _print_json(result.to_dict())
             return
         if result.sampled_from:
-            log.info("the corpus has %d texts: the tuner was fitted and scored on a fixed-seed sample of %d (--sample)",
-                     result.sampled_from, sample)
+            log.info("the corpus has %d %s: the tuner was fitted and scored on a fixed-seed sample of %d (--sample)",
+                     result.sampled_from, result.unit, sample)
         log.info(
-            "fitted %s on %d texts in %.1f s; comparing on %d held-out texts",
-            type(result.tuner).__name__, result.n_fit, result.fit_seconds, result.n_heldout,
+            "fitted %s on %d %s in %.1f s; comparing on %d held-out %s",
+            type(result.tuner).__name__, result.n_fit, result.unit, result.fit_seconds, result.n_heldout, result.unit,
         )
         _print_comparison(result, f"{result.method} tuner vs base {result.model} (held-out)")
         if not result.labels_used_for_fit and "v_measure" in result.before.values:
