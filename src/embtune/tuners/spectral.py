@@ -21,6 +21,8 @@ Why it is here: on BANKING77 (fit on the train vectors, scored on the test texts
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from embtune.data.vectors import l2_normalize
 from embtune.tuners.neighborhood import NeighborhoodTuner
 
+log = logging.getLogger(__name__)
 DENSE_EIGEN_BELOW = 2000  # a dense eigendecomposition is exact and fast below this many stored vectors
 
 
@@ -87,10 +90,17 @@ class SpectralTuner(NeighborhoodTuner):
             raise ValueError(f"SpectralTuner: n_components >= 1 (got {self.n_components})")
         super().fit(X)  # checks the shared parameters, stores the (sampled) unit corpus and calls _setup
         corpus = self.memory_.corpus.numpy().astype(np.float64)
+        start = time.perf_counter()
         graph = self._graph(corpus)
+        if len(corpus) >= DENSE_EIGEN_BELOW:  # minutes at the 200,000-vector cap: say what is happening
+            log.info("SpectralTuner: %d-nearest-neighbour graph of %d vectors in %.0f s; computing %d eigenvectors",
+                     self.n_neighbors, len(corpus), time.perf_counter() - start, self.n_components_)
         degrees = np.asarray(graph.sum(axis=1)).ravel()
         scale = scipy.sparse.diags(1 / np.sqrt(np.maximum(degrees, 1e-12)))
+        start = time.perf_counter()
         values, vectors = _leading_eigenpairs(scale @ graph @ scale, self.n_components_)
+        if len(corpus) >= DENSE_EIGEN_BELOW:
+            log.info("SpectralTuner: eigenvectors in %.0f s", time.perf_counter() - start)
         self.memory_.eigenvectors = torch.from_numpy(np.ascontiguousarray(vectors))
         self.memory_.eigenvalues = torch.from_numpy(values)
         self.memory_.degrees = torch.from_numpy(degrees)
