@@ -951,7 +951,7 @@ def demo(
             f"- Effective rank {m['effective_rank']:.0f} of {m.info['dim']} dimensions: the space is far from collapsed."
         )
         console.print(
-            f"\n[bold]Choosing a tuning method without labels[/bold] (`embtune auto`, {budget:g}-minute budget): three "
+            f"\n[bold]Choosing a tuning method without labels[/bold] (`embtune auto`, {budget:g}-minute budget): four "
             "tuners on the frozen vectors and one short full fine-tune learn from 80 % of the queries without their "
             "intents; every space is scored on the other 20 % by a label-free criterion, and the base model is kept "
             "unless a candidate beats it beyond noise. The intents are shown next to it only to check the choice.\n"
@@ -959,7 +959,7 @@ def demo(
         from embtune.auto_select import auto as run_auto
 
         result = run_auto(corpus, output=output, model=model, budget_minutes=budget, overwrite=True, device=device,
-                          candidates="tuner:neighborhood,tuner:infonce-neighbors,tuner:autoencoder,finetune:neighbors",
+                          candidates="tuner:spectral,tuner:neighborhood,tuner:infonce-neighbors,tuner:autoencoder,finetune:neighbors",
                           show_progress=False if quiet else None)
         _print_candidates(result)
         chosen = next(r for r in result.candidates if r["chosen"])
