@@ -370,3 +370,11 @@ def test_make_tuner_builds_the_spectral_tuner():
     assert isinstance(make_tuner("spectral"), SpectralTuner)
     with pytest.raises(EmbtuneError, match="--hidden-dim does not apply to --method spectral"):
         make_tuner("spectral", hidden_dim=8)
+
+
+@pytest.mark.parametrize("cls", [NeighborhoodTuner, SpectralTuner])
+def test_neighbour_tuners_transform_in_blocks_like_all_at_once(cls):
+    x, _ = planted(n_clusters=4, per=60)
+    whole = cls(batch_size=1024).fit(x).transform(x)
+    blocks = cls(batch_size=7).fit(x).transform(x)  # 240 rows in 35 blocks, the last one short
+    np.testing.assert_allclose(blocks, whole, atol=1e-6)

@@ -88,6 +88,12 @@ class NeighborhoodTuner(TunerBase):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, reset=False)
         x = l2_normalize(X).astype(np.float64)
+        # In blocks: the gathered neighbours are (rows, k, d) float64, 30 GB for a million rows at once.
+        return np.concatenate([self._tune_block(x[start : start + self.batch_size])
+                               for start in range(0, len(x), self.batch_size)])
+
+    def _tune_block(self, x: np.ndarray) -> np.ndarray:
+        """``transform`` of unit float64 rows."""
         neighbours, similarity = self._search(x)
         close = similarity >= self.min_similarity
         gathered = self.memory_.corpus.numpy()[neighbours].astype(np.float64)  # (n, k, d): no float64 copy of the corpus
