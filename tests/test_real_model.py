@@ -28,9 +28,10 @@ def test_demo_runs_and_explains_its_numbers(tmp_path):
     assert "How to read this" in result.stdout
     assert "v_measure" in result.stdout and "logreg_accuracy" in result.stdout
     # It ends with `embtune auto`: the candidate table, the choice, and where the report is.
-    assert "tuner:infonce-neighbors" in result.stdout and "never used to make it" in result.stdout
+    assert "tuner:spectral" in result.stdout and "tuner:infonce-neighbors" in result.stdout
+    assert "never used to make it" in result.stdout
     assert ("Chose " in result.stdout) != ("Kept the base model" in result.stdout)
     assert f"{out / 'report.html'}" in result.stdout.replace("\n", "")
     table = json.loads((out / "auto.json").read_text())
-    assert table["labels_used_to_choose"] is False and len(table["candidates"]) == 5
+    assert table["labels_used_to_choose"] is False and len(table["candidates"]) == 6  # base, 4 tuners, 1 fine-tune
     assert (out / "report.html").stat().st_size > 10_000
