@@ -128,16 +128,17 @@ def evaluate_vectors(
     cluster_x, cluster_y = (test_vectors, test_labels) if test_vectors is not None else (vectors, labels)
     metrics.info["clustered_on"] = "test" if test_vectors is not None else "all"
     metrics.info["n_clustered"] = int(len(cluster_x))
+    n_classes = len(set(cluster_y.tolist())) if cluster_y is not None else 0
     if k is not None:
         metrics.info["k_source"] = "given"
-    elif cluster_y is not None and len(set(cluster_y.tolist())) >= 2:
-        k = len(set(cluster_y.tolist()))
+    elif n_classes >= 2:
+        k = n_classes
         metrics.info["k_source"] = "number of labels"
     elif len(cluster_x) >= 4:
         k, sweep = choose_k(cluster_x, seed=seed)
         metrics.info["k_source"] = "best silhouette"
         metrics.info["k_sweep"] = {str(key): round(value, 4) for key, value in sweep.items()}
-    if cluster_y is not None and len(set(cluster_y.tolist())) < 2:
+    if n_classes == 1:
         # One class: agreement with it says nothing (V-measure of one class is degenerate); silhouette etc. still do.
         cluster_y = None
         source = metrics.info.get("k_source")
@@ -155,20 +156,20 @@ def evaluate_vectors(
     # Probes, never scored on what they were fitted on.
     if labels is not None and test_vectors is not None and test_labels is not None:
         train_x, train_y, test_x, test_y = vectors, labels, test_vectors, test_labels
-        metrics.info["probe_split"] = "held-out set"
+        split = "held-out set"
     elif labels is not None and len(set(labels.tolist())) >= 2 and len(labels) >= 10:
         train, test = holdout_split(labels, test_fraction=test_fraction, seed=seed)
         train_x, train_y, test_x, test_y = vectors[train], labels[train], vectors[test], labels[test]
         how = "random" if why_not_stratified(labels, len(test)) else "stratified"
-        metrics.info["probe_split"] = f"{how} {test_fraction:.0%} held out, seed {seed}"
+        split = f"{how} {test_fraction:.0%} held out, seed {seed}"
     else:
         train_x = None
     if train_x is not None:
         if len(set(train_y.tolist())) < 2:
             metrics.info["probes_skipped"] = "the training part has a single label"
-            del metrics.info["probe_split"]
             warn_once(log, "probes skipped: the training part has a single label")
         else:
+            metrics.info["probe_split"] = split
             metrics.info["probe_train"], metrics.info["probe_test"] = int(len(train_x)), int(len(test_x))
             metrics.values["knn_accuracy"] = knn_accuracy(train_x, train_y, test_x, test_y)
             accuracy, macro_f1 = logreg_scores(train_x, train_y, test_x, test_y, seed=seed)
