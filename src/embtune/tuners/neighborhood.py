@@ -66,8 +66,12 @@ class NeighborhoodTuner(TunerBase):
 
     def _setup(self, n: int, n_features: int) -> None:
         self.n_features_in_, self.n_corpus_ = n_features, n
-        self.memory_ = CorpusMemory(n, n_features)
+        self.memory_ = self._new_memory(n, n_features)
         self._index = None
+
+    def _new_memory(self, n: int, n_features: int) -> torch.nn.Module:
+        """The empty buffers a fitted tuner of this corpus size fills (and save/load carries)."""
+        return CorpusMemory(n, n_features)
 
     def fit(self, X, y=None):
         """Store the corpus vectors ``X`` (labels, if given, are ignored)."""

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 import torch
+
 from embtune.tuners.neighborhood import NeighborhoodTuner
 
 log = logging.getLogger(__name__)
@@ -75,17 +75,15 @@ class SpectralTuner(NeighborhoodTuner):
                          batch_size=batch_size, random_state=random_state)
         self.n_components = n_components
 
-    def _setup(self, n: int, n_features: int, n_components: int | None = None) -> None:
-        self.n_features_in_, self.n_corpus_ = n_features, n
-        self.n_components_ = min(int(self.n_components), n) if n_components is None else n_components
-        self.memory_ = SpectralMemory(n, n_features, self.n_components_)
-        self._index = None
+    def _new_memory(self, n: int, n_features: int) -> SpectralMemory:
+        self.n_components_ = min(int(self.n_components), n)  # a corpus of n vectors has n eigenvectors
+        return SpectralMemory(n, n_features, self.n_components_)
 
     def fit(self, X, y=None):
         """Store the corpus vectors ``X`` and their graph's leading eigenvectors (labels, if given, are ignored)."""
         if int(self.n_components) < 1:
             raise ValueError(f"SpectralTuner: n_components >= 1 (got {self.n_components})")
-        super().fit(X)  # checks the shared parameters, stores the (sampled) unit corpus and calls _setup
+        super().fit(X)  # checks the shared parameters, stores the (sampled) unit corpus, calls _new_memory
         corpus = self.memory_.corpus.numpy().astype(np.float64)
         start = time.perf_counter()
         graph = self._graph(corpus)
@@ -130,12 +128,6 @@ class SpectralTuner(NeighborhoodTuner):
         coordinates = coordinates / np.maximum(length, 1e-12) * (length > 0)
         out = np.hstack([x, self.weight * close.mean(axis=1, keepdims=True) * coordinates])
         return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-    def _fitted_state(self) -> dict[str, Any]:
-        return {**super()._fitted_state(), "n_components_": self.n_components_}
-
-    def _rebuild(self, state: dict[str, Any]) -> None:
-        self._setup(state["n_corpus_"], state["n_features_in_"], state["n_components_"])
 
 
 def _leading_eigenpairs(matrix: scipy.sparse.spmatrix, m: int) -> tuple[np.ndarray, np.ndarray]:
