@@ -682,8 +682,9 @@ def _print_candidates(result) -> None:
             reasons.append(f"  {r['name']}: {r['reason']}")
     console = _stdout_console()
     console.print(table)
-    console.print(f"criterion: KMeans(k={result.k}) silhouette x stability on held-out texts, mean±std over seeds; "
-                  "* marks the choice.")
+    console.print(f"criterion: KMeans(k={result.k}) silhouette (sil) x stability across seeds "
+                  "(stab) on held-out texts, mean±std over seeds; rank: effective rank, a space far below the base "
+                  "model's is rejected as collapsed; * marks the choice.")
     for line in reasons:
         console.print(line, markup=False)
     if result.labels_reported:
