@@ -16,6 +16,17 @@ FILE_MODE = 0o666 & ~_UMASK
 
 
 @contextlib.contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """Give an OSError raised without a file name (a full disk on write or fsync) the name of ``path``."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
+
+
+@contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     """Open a temp file next to ``path``; on clean exit it replaces ``path``, on error it is removed.
 
@@ -23,15 +34,21 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     ...     f.write("{}")
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, FILE_MODE)
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with naming(path):
+            os.chmod(tmp, FILE_MODE)
+            f = os.fdopen(fd, mode)
+        with f:
+            with naming(path):
+                yield f
+            with naming(path):
+                f.flush()
+                os.fsync(f.fileno())
+        with naming(path):
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

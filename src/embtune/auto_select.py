@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from embtune.errors import EmbtuneError
+from embtune.outputs import is_embtune_folder, writes_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ def parse_candidates(names: str | list[str] | None) -> list[CandidateSpec]:
     return [CANDIDATES[n] for n in dict.fromkeys(names)]
 
 
+@writes_output_folder("auto", inputs=("corpus", "model"))
 def auto(
     corpus,
     *,
@@ -169,8 +171,12 @@ def auto(
     output = Path(output)
     if (output / AUTO_FILE).is_file() and not overwrite:
         raise EmbtuneError(f"{output} already holds an auto run ({AUTO_FILE}); pass --overwrite to start over")
-    for stale in ("model", "candidates"):
-        shutil.rmtree(output / stale, ignore_errors=True)
+    for stale in ("model", "candidates"):  # an earlier auto run's; a user's own folder of that name stays
+        if _written_by_embtune(output / stale):
+            shutil.rmtree(output / stale)
+        elif (output / stale).exists():
+            raise EmbtuneError(f"{output / stale}: was not written by embtune, and auto writes its {stale} there; "
+                               "move it away or choose another output folder")
     output.mkdir(parents=True, exist_ok=True)
 
     data = _load_corpus(corpus, text_field, label_field, use_labels)
@@ -339,6 +345,13 @@ def candidate_table(result: AutoResult):
                + (" Labels were used only for the last two columns (on the held-out texts; kNN is leave-one-out among "
                   "them), never to choose." if result.labels_reported else ""))
     return Table(title="Candidates", header=header, rows=rows, caption=caption)
+
+
+def _written_by_embtune(folder: Path) -> bool:
+    """An earlier auto run's model/ or candidates/ folder: embtune's own, or a folder of embtune's own folders."""
+    if not folder.is_dir():
+        return False
+    return is_embtune_folder(folder) or all(p.is_dir() and is_embtune_folder(p) for p in folder.iterdir())
 
 
 def _candidate_folder(output: Path, name: str) -> Path:

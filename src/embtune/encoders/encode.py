@@ -127,7 +127,7 @@ def encode_file(
         "chunk_size": chunk_size, "normalize": normalize,
         "transform": None if transform is None else (transform_id or f"unidentified-{time.time_ns()}"),
     }
-    writer = ResumableVectorWriter(output, identity=identity)
+    writer = ResumableVectorWriter(output, identity=identity, expected_rows=estimate_rows(corpus))
     stats.extra["resumed_rows"] = writer.rows
     try:
         chunks = iter_text_chunks(corpus, text_field=text_field, chunk_size=chunk_size, stats=read, id_field=id_field or "#")
@@ -150,6 +150,9 @@ def encode_file(
         stats.extra["ids"] = str(writer.ids_output)
     except EmbtuneError:
         writer.discard()  # the input is bad: nothing in the work folder is worth resuming
+        raise
+    except BaseException:
+        writer.release()  # interrupted, or the disk is full: keep the committed chunks for a resume
         raise
     stats.dim = writer.dim or 0
     stats.skipped_empty = read.skipped_empty

@@ -107,6 +107,9 @@ def encode_with_ray(
     output = Path(output)
     if output.suffix.lower() == ".npy":
         raise EmbtuneError(f"--ray writes a folder of parquet shards; give -o a folder name, not {output.name}")
+    from embtune.outputs import check_not_input
+
+    check_not_input(output, [corpus, model])
     if output.exists() and any(output.iterdir()):
         raise EmbtuneError(f"{output} is not empty; give a new folder for the parquet shards")
     resolved = resolve_model(model)

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from embtune.atomic import atomic_write_text
+from embtune.atomic import FILE_MODE, atomic_write_text
 
 CARD = "README.md"
 SUMMARY = "embtune.json"
@@ -87,6 +87,7 @@ def export_model(model, output: Path, summary: dict[str, Any], *, save=None) -> 
             target.mkdir(parents=True, exist_ok=True)
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(path, FILE_MODE)  # some savers write through mkstemp (0600): give them a plain file's mode
             os.replace(path, target)
     shutil.rmtree(staging, ignore_errors=True)
     return output
