@@ -105,6 +105,7 @@ def _iter_file_records(
             raise InputError(path, "a .txt corpus has no labels; use .jsonl, .csv or .parquet with a label field")
         label_field = None
     _check_columns(path, fmt, text_field)
+    kinds: dict[str, tuple[str, int]] = {}  # label as a string -> (number or string, first line), to say when they merge
     for number, row in iter_rows(path, fmt):
         stats.rows += 1
         if text_field not in row:
@@ -139,7 +140,21 @@ def _iter_file_records(
                     line=number,
                     unit=unit,
                 )
+            if label is not None:
+                _note_label_kind(path, unit, kinds, label, number)
         yield text, label
+
+
+def _note_label_kind(path: Path, unit: str, kinds: dict[str, tuple[str, int]], label: Any, number: int) -> None:
+    """Warn (once per file) when the same class is written both as a number and as a string (1 and "1")."""
+    kind = "string" if isinstance(label, str) else "number"
+    key = _label_string(label)
+    first = kinds.setdefault(key, (kind, number))
+    if first[0] != kind and "\0warned" not in kinds:
+        kinds["\0warned"] = ("", 0)
+        log.warning("%s: label %s is a %s on %s %d and a %s on %s %d; they are read as one class %r (give the column "
+                    "one type if they are different classes)", path.name, key, first[0], unit, first[1], kind, unit,
+                    number, key)
 
 
 def _log_skipped(path: Path, stats: ReadStats, unit: str) -> None:

@@ -9,13 +9,17 @@ Errors name the file, the line and what was expected.
 from __future__ import annotations
 
 import csv
+import glob
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from embtune.errors import InputError
+
+log = logging.getLogger(__name__)
 
 FORMATS = {
     ".txt": "txt",
@@ -43,20 +47,68 @@ def detect_format(path: str | Path) -> str:
 
 
 def shard_files(folder: str | Path) -> list[Path]:
-    """The corpus files (.txt/.csv/.tsv/.jsonl/.parquet) under ``folder``, in name order; hidden files are ignored.
+    """The corpus files under ``folder`` in name order: those of its most common format; hidden and ``_`` files ignored.
 
-    A folder of shards is read as one corpus, shard after shard (what Spark, Dask or ``datasets`` write).
+    A folder of shards is read as one corpus, shard after shard (what Spark, Dask or ``datasets`` write). Files of another
+    format (a README.txt beside part-*.jsonl) are skipped and listed in one warning; when two formats are equally common
+    the folder is refused, since either choice could be wrong. A quoted pattern (``'shards/part-*.jsonl'``) picks files
+    explicitly.
     """
     folder = Path(folder)
-    return sorted(
+    visible = sorted(
         p for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in FORMATS and not any(part.startswith((".", "_")) for part in p.relative_to(folder).parts)
+        if p.is_file() and not any(part.startswith((".", "_")) for part in p.relative_to(folder).parts)
     )
+    by_format: dict[str, list[Path]] = {}
+    for p in visible:
+        if p.suffix.lower() in FORMATS:
+            by_format.setdefault(FORMATS[p.suffix.lower()], []).append(p)
+    if not by_format:
+        return []
+    counts = sorted(((len(files), fmt) for fmt, files in by_format.items()), reverse=True)
+    if len(counts) > 1 and counts[0][0] == counts[1][0]:
+        tied = " and ".join(f"{n} {fmt}" for n, fmt in counts if n == counts[0][0])
+        example = folder / ("*" + by_format[counts[0][1]][0].suffix)
+        raise InputError(folder, f"holds {tied} files, equally many, so which are the shards is unclear; pass a quoted "
+                         f"pattern instead of the folder, e.g. '{example}'")
+    chosen = by_format[counts[0][1]]
+    kept = set(chosen)
+    skipped = [p for p in visible if p not in kept]
+    if skipped and folder.resolve() not in _WARNED_FOLDERS:
+        _WARNED_FOLDERS.add(folder.resolve())
+        names = ", ".join(str(p.relative_to(folder)) for p in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        log.warning("%s: reading its %d %s shard(s); skipped %d other file(s): %s%s (pass a quoted pattern such as "
+                    "'%s' to choose the files yourself)", folder, len(chosen), counts[0][1], len(skipped), names, more,
+                    folder / ("*" + chosen[0].suffix))
+    return chosen
+
+
+_WARNED_FOLDERS: set[Path] = set()  # each folder's skipped files are listed once per process
+
+
+def has_pattern(path: str | Path) -> bool:
+    """True for a path that is a glob pattern (``*``, ``?`` or ``[``) and names no existing file."""
+    text = str(path)
+    return any(c in text for c in "*?[") and not Path(text).exists()
+
+
+def pattern_files(pattern: str | Path) -> list[Path]:
+    """The corpus files a quoted pattern names, in name order (``**`` matches sub-folders)."""
+    files = sorted(Path(p) for p in glob.glob(str(pattern), recursive=True) if Path(p).is_file())
+    if not files:
+        raise InputError(pattern, "no files match this pattern")
+    for f in files:
+        detect_format(f)
+    return files
 
 
 def corpus_files(path: str | Path) -> list[Path]:
-    """``[path]`` for a corpus file, the shards in name order for a folder of them; clear errors otherwise."""
+    """``[path]`` for a corpus file, the shards in name order for a folder of them or a pattern; clear errors otherwise."""
     path = Path(path)
+    if has_pattern(path):
+        files = pattern_files(path)
+        return [check_readable(f) for f in files if f.stat().st_size > 0] or [check_readable(files[0])]
     if path.is_dir():
         files = shard_files(path)
         if not files:
@@ -125,7 +177,22 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 f"expected a JSON object like {{\"text\": \"...\"}}, got a {type(row).__name__}",
                 line=number,
             )
+        if "\\u" in line:  # only a \uD800-\uDFFF escape can smuggle in text that is not Unicode
+            _check_unicode(path, number, row)
         yield number, row
+
+
+def _check_unicode(path: Path, number: int, row: dict[str, Any]) -> None:
+    """Refuse a lone surrogate escape (e.g. ``"\\ud800"``): JSON allows it, but it is no character and no model can read it."""
+    for key, value in row.items():
+        for item in (value if isinstance(value, list) else [value]):
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    code = ord(item[e.start])
+                    raise InputError(path, f"field {key!r} holds a lone surrogate escape (\\u{code:04x}), which is not a "
+                                     "character; fix or remove that escape", line=number) from None
 
 
 class _LineTracker:
@@ -184,7 +251,15 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     except Exception as e:  # pyarrow raises several types for a damaged file
         raise InputError(path, f"not a readable parquet file ({e})") from None
     number = 0
-    for batch in parquet.iter_batches(batch_size=8192):
+    batches = parquet.iter_batches(batch_size=8192)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as e:  # a damaged data page: pyarrow raises OSError or ArrowInvalid without the file's name
+            raise InputError(path, f"damaged parquet data after row {number} ({type(e).__name__}: {e}); re-export the "
+                             "file", unit="row") from None
         for row in batch.to_pylist():
             number += 1
             yield number, row
@@ -226,7 +301,7 @@ def iter_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, d
 def count_rows_estimate(path: str | Path) -> int:
     """A cheap upper estimate of the number of rows, for progress bars: newlines for text formats, metadata for parquet."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() or has_pattern(path):
         return sum(count_rows_estimate(f) for f in corpus_files(path))
     fmt = detect_format(path)
     if fmt == "parquet":
