@@ -22,11 +22,16 @@ def read_saved_config(path: str | Path, *, key: str, known, what: str, how: str)
         raise EmbtuneError(f"{path}: not a saved {what} (no config.json); make one with {how}")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise EmbtuneError(f"{config_path}: not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise EmbtuneError(f"{config_path}: expected a JSON object, got a {type(config).__name__}; the {what} folder is damaged")
     name = config.get(key)
-    if name not in known:
+    if not isinstance(name, str) or name not in known:
         raise EmbtuneError(f"{config_path}: unknown {what} class {name!r}; known: {', '.join(sorted(known))}")
-    if config.get("format", 0) > FORMAT_VERSION:
+    version = config.get("format", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise EmbtuneError(f"{config_path}: 'format' is {version!r}, expected a whole number; the {what} folder is damaged")
+    if version > FORMAT_VERSION:
         raise EmbtuneError(f"{config_path}: written by a newer embtune (format {config['format']}); upgrade embtune")
     return config

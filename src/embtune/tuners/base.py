@@ -57,7 +57,7 @@ def torch_generator(random_state) -> torch.Generator:
 def seeded_init(generator: torch.Generator):
     """Initialise modules from ``generator`` without touching the caller's global torch RNG state."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device="cpu")))
         yield
 
 
@@ -75,6 +75,21 @@ def resolve_tuner_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise EmbtuneError(f"device={device!r}: no CUDA GPU visible to torch; use device='cpu' or 'auto'")
     return device
+
+
+def check_no_missing_labels(y, estimator: str) -> None:
+    """Refuse labels with gaps (None or NaN): say how many and where, instead of failing deep inside numpy.
+
+    ``y=None`` (no labels at all) is left to scikit-learn's own check and message.
+    """
+    if y is None:
+        return
+    y = np.asarray(y, dtype=object).ravel()
+    missing = np.flatnonzero([v is None or (isinstance(v, float) and v != v) for v in y])
+    if len(missing):
+        rows = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        raise ValueError(f"y has {len(missing)} missing label(s) (None or NaN) at row(s) {rows}; {estimator} needs a "
+                         "label for every row: drop those rows or fill them in")
 
 
 def _jsonable(value: Any) -> Any:
@@ -174,23 +189,58 @@ class TunerBase(TransformerMixin, BaseEstimator):
 
 
 def load_tuner(path: str | Path) -> TunerBase:
-    """Rebuild any saved tuner from its folder (safetensors + JSON; never unpickles, never runs code from the file)."""
-    from safetensors.torch import load_file
+    """Rebuild any saved tuner from its folder (safetensors + JSON; never unpickles, never runs code from the file).
 
+    A folder whose files were cut short, edited or mixed up (weights of another shape than config.json describes,
+    a parameter of the wrong type) fails with one :class:`EmbtuneError` naming the folder; the module is first built on
+    torch's meta device and compared with the saved tensor shapes, so an absurd size in config.json allocates nothing,
+    and the rebuilt tuner transforms one row before it is returned.
+    """
     for module in _TUNER_MODULES:  # define (and so register) every tuner class
         importlib.import_module(f"embtune.tuners.{module}")
     path = Path(path)
     config = read_saved_config(path, key="embtune_tuner", known=TUNERS, what="tuner",
                                how="tuner.save(path) or `embtune tune -o`")
-    name = config["embtune_tuner"]
-    cls = TUNERS[name]
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise EmbtuneError(f"{path}: the tuner folder has no model.safetensors; make it again with `embtune tune -o`")
+    try:
+        return _rebuild_tuner(config, weights)
+    except EmbtuneError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure to rebuild from these files means the files are damaged
+        detail = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+        raise EmbtuneError(f"{path}: damaged tuner folder ({detail}); make it again with `embtune tune -o` or restore "
+                           "the folder from a copy") from None
+
+
+def _rebuild_tuner(config: dict[str, Any], weights: Path) -> TunerBase:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    cls = TUNERS[config["embtune_tuner"]]
+    if not isinstance(config.get("params"), dict) or not isinstance(config.get("fitted"), dict):
+        raise ValueError("config.json needs 'params' and 'fitted' objects")
     defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
     params = {k: tuple(v) if isinstance(defaults.get(k), tuple) and isinstance(v, list) else v for k, v in config["params"].items()}
+    with safe_open(str(weights), framework="pt", device="cpu") as f:
+        saved = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    with torch.device("meta"):  # shapes only: nothing is allocated, whatever sizes config.json claims
+        probe = cls(**{**params, "device": "meta"} if "device" in defaults else params)
+        probe._rebuild(config["fitted"])
+        expected = {k: tuple(v.shape) for k, v in probe._module().state_dict().items()}
+    if expected != saved:
+        differ = sorted(k for k in set(expected) | set(saved) if expected.get(k) != saved.get(k))[:3]
+        shown = "; ".join(f"{k}: config.json gives {expected.get(k)}, model.safetensors holds {saved.get(k)}" for k in differ)
+        raise ValueError(f"config.json and model.safetensors disagree ({shown})")
     tuner = cls(**params)
     tuner._rebuild(config["fitted"])
-    state = load_file(str(path / "model.safetensors"), device="cpu")
+    state = load_file(str(weights), device="cpu")
     module = tuner._module()
     module.load_state_dict(state)
     module.to(resolve_tuner_device(getattr(tuner, "device", "cpu")))
     module.eval()
+    # one row through it: a parameter of the wrong type or range (an edited config.json) fails here, not in a user's run
+    with np.errstate(all="ignore"):
+        tuner.transform(np.zeros((1, tuner.n_features_in_), dtype=np.float32))
     return tuner

@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from embtune.tuners.base import (
     TunerBase,
     as_float_tensor,
+    check_no_missing_labels,
     float64_inference,
     make_adam,
     resolve_tuner_device,
@@ -266,6 +267,7 @@ class ContrastiveTuner(TunerBase):
 
     def fit(self, X, y):
         """Make pairs from the labels ``y`` and train the learner on them from scratch."""
+        check_no_missing_labels(y, type(self).__name__)
         X, y = validate_data(self, X, y, dtype=np.float32)
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
@@ -277,6 +279,7 @@ class ContrastiveTuner(TunerBase):
     def partial_fit(self, X, y, classes=None):
         """Continue training on pairs made from a new batch of labelled vectors."""
         first = not hasattr(self, "learner_")
+        check_no_missing_labels(y, type(self).__name__)
         X, y = validate_data(self, X, y, dtype=np.float32, reset=first)
         if first:
             self.classes_ = np.unique(y if classes is None else classes)

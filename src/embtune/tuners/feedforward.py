@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from embtune.tuners.base import (
     TunerBase,
     as_float_tensor,
+    check_no_missing_labels,
     float64_inference,
     make_adam,
     resolve_tuner_device,
@@ -201,6 +202,7 @@ class FeedForwardTuner(ClassifierMixin, TunerBase):
     def fit(self, X, y):
         """Fit from scratch on vectors ``X`` (n, d) and labels ``y``."""
         self._check_params()
+        check_no_missing_labels(y, type(self).__name__)
         X, y = validate_data(self, X, y, dtype=np.float32, multi_output=True, y_numeric=False)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
