@@ -12,16 +12,60 @@ from pathlib import Path
 import numpy as np
 
 from embtune.atomic import atomic_open
+from embtune.errors import EmbtuneError
 
 _MAGIC = b"\x93NUMPY\x01\x00"
 _HEADER_BYTES = 128  # magic (8) + length (2) + dict; room for any (rows, dim) shape, and 64-byte aligned
 
 
+_FLOAT32_SAFE = 1e18  # a float32 row with entries beyond this may overflow when squared (sqrt(float32 max) ~ 1.8e19)
+
+
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero), as float32."""
+    """Rows scaled to unit length (zero rows stay zero), as float32.
+
+    Any finite row is normalised correctly, however large: a row whose squared norm would overflow float32 (or whose
+    float64 values would not fit float32 at all) is first divided by its largest absolute entry. Rows of ordinary
+    size take the plain float32 path, so their result is unchanged by this guard. Non-finite rows stay non-finite:
+    callers that take vectors from users reject them first (:func:`check_vector_rows`).
+    """
+    vectors = np.asarray(vectors)
+    if vectors.dtype.kind == "f" and vectors.dtype.itemsize > 4 and vectors.size:
+        peak = np.max(np.abs(vectors), axis=1)
+        huge = np.isfinite(peak) & (peak > _FLOAT32_SAFE)
+        if huge.any():
+            vectors = vectors.copy()
+            vectors[huge] /= peak[huge, None]
     vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    overflowed = ~np.isfinite(norms[:, 0]) & np.isfinite(vectors).all(axis=1) if vectors.size else np.zeros(0, bool)
+    if overflowed.any():
+        rows = vectors[overflowed].astype(np.float64)
+        rows /= np.max(np.abs(rows), axis=1, keepdims=True)
+        vectors = vectors.copy()
+        vectors[overflowed] = rows.astype(np.float32)
+        norms = norms.copy()
+        norms[overflowed] = np.linalg.norm(vectors[overflowed], axis=1, keepdims=True)
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+def check_vector_rows(vectors: np.ndarray, source: str) -> None:
+    """Refuse vectors with rows that cannot be normalised: non-finite values, or all zeros (no direction).
+
+    The message counts them and names the first few rows (1-based), so the user can find them in ``source``.
+    """
+    bad_finite = ~np.isfinite(vectors).all(axis=1)
+    zero = ~bad_finite & ~np.any(vectors != 0, axis=1)
+    problems = []
+    for mask, what in ((bad_finite, "NaN or infinite values"), (zero, "only zeros (no direction)")):
+        count = int(mask.sum())
+        if count:
+            rows = ", ".join(str(i + 1) for i in np.flatnonzero(mask)[:5]) + (", ..." if count > 5 else "")
+            problems.append(f"{count} row(s) with {what} (rows {rows})")
+    if problems:
+        raise EmbtuneError(f"{source}: {'; '.join(problems)} of {len(vectors)}; re-encode those texts or drop them from "
+                           "both the vectors and the corpus")
 
 
 def npy_header(rows: int, dim: int, dtype=np.float32) -> bytes:

@@ -10,6 +10,7 @@ Size limit: ``$EMBTUNE_CACHE_MAX_GB`` (default 4).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -57,7 +58,15 @@ def default_max_bytes() -> int:
         gb = float(raw)
     except ValueError:
         raise EmbtuneError(f"EMBTUNE_CACHE_MAX_GB={raw!r} is not a number of gigabytes") from None
+    if not gb >= 0 or gb == float("inf"):
+        raise EmbtuneError(f"EMBTUNE_CACHE_MAX_GB={raw!r}: give a size in gigabytes of 0 or more (default "
+                           f"{_DEFAULT_MAX_GB:g}); to skip the cache, pass --no-cache")
     return int(gb * 2**30)
+
+
+def _damaged(path: Path, e: Exception) -> EmbtuneError:
+    return EmbtuneError(f"vector cache at {path} is damaged ({e}); run `embtune cache clear` to start it afresh "
+                        "(it only holds vectors embtune can compute again), or pass --no-cache")
 
 
 def text_key(text: str) -> bytes:
@@ -72,6 +81,20 @@ class CacheInfo:
     max_bytes: int
     vectors: int
     models: list[tuple[str, str, int, int]]  # (namespace, name, dim, vectors)
+
+
+def _reports_damage(method):
+    """A corrupt page met in the middle of a read or write becomes the same one-line advice as one met on opening."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            if _is_corruption(e):
+                raise _damaged(self.path, e) from None
+            raise
+
+    return run
 
 
 class VectorCache:
@@ -107,6 +130,13 @@ class VectorCache:
                     conn.execute("VACUUM")
                 conn.executescript(_SCHEMA)
                 conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            except sqlite3.DatabaseError as e:
+                if _is_corruption(e):
+                    raise _damaged(self.path, e) from None
+                raise EmbtuneError(
+                    f"vector cache at {self.path} cannot be opened ({e}); set EMBTUNE_CACHE_DIR to a writable folder "
+                    "or pass --no-cache"
+                ) from None
             except (OSError, sqlite3.Error) as e:
                 raise EmbtuneError(
                     f"vector cache at {self.path} cannot be opened ({e}); set EMBTUNE_CACHE_DIR to a writable folder "
@@ -126,6 +156,7 @@ class VectorCache:
         row = self.conn.execute("SELECT id FROM models WHERE namespace=?", (namespace,)).fetchone()
         return row[0] if row else None
 
+    @_reports_damage
     def get_many(self, namespace: str, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         """The cached vectors among ``keys``, as {key: float32 vector}; marks them recently used."""
         model = self._model_id(namespace)
@@ -153,6 +184,7 @@ class VectorCache:
                     self.conn.execute(f"UPDATE vectors SET used=? WHERE id IN ({','.join('?' * len(batch))})", (now, *batch))
         return found
 
+    @_reports_damage
     def put_many(self, namespace: str, name: str, keys: Sequence[bytes], vectors: np.ndarray) -> None:
         """Store ``vectors[i]`` under ``keys[i]`` in one transaction, then evict if the cache is over its limit."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -193,6 +225,7 @@ class VectorCache:
 
     # -- file digests (model fingerprints) --------------------------------------------------------------------------
 
+    @_reports_damage
     def file_digest(self, path: Path) -> str:
         """SHA-1 of a file's bytes, remembered by (path, size, mtime) so big weight files are hashed once."""
         path = path.resolve()
@@ -210,6 +243,7 @@ class VectorCache:
 
     # -- management -------------------------------------------------------------------------------------------------
 
+    @_reports_damage
     def info(self) -> CacheInfo:
         models = self.conn.execute(
             "SELECT m.namespace, m.name, m.dim, COUNT(v.id) FROM models m LEFT JOIN vectors v ON v.model = m.id "
@@ -225,7 +259,36 @@ class VectorCache:
         )
 
     def clear(self, names: Iterable[str] | None = None) -> int:
-        """Delete every vector (or those of the models whose name or fingerprint is in ``names``); returns the count."""
+        """Delete every vector (or those of the models whose name or fingerprint is in ``names``); returns the count.
+
+        A damaged cache file cannot be read to count or pick from, so clearing it removes the file (all models); it
+        only held vectors that embtune can compute again. The count is then -1.
+        """
+        try:
+            return self._clear(names)
+        except EmbtuneError:
+            if not self._files_damaged():
+                raise
+            self.close()
+            for path in self.directory.glob("vectors.sqlite*"):
+                path.unlink()
+            log.warning("the vector cache %s was damaged; removed it (every model's vectors)", self.path)
+            return -1
+
+    def _files_damaged(self) -> bool:
+        if not self.path.exists():
+            return False
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+            try:
+                return conn.execute("PRAGMA quick_check").fetchone()[0] != "ok"
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as e:
+            return _is_corruption(e)
+
+    @_reports_damage
+    def _clear(self, names: Iterable[str] | None) -> int:
         with self.conn:
             self.conn.execute("BEGIN")
             if names is None:
@@ -254,6 +317,12 @@ class VectorCache:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _is_corruption(e: sqlite3.DatabaseError) -> bool:
+    """SQLite's words for a file that is not (or no longer) a valid database."""
+    text = str(e).lower()
+    return any(w in text for w in ("not a database", "malformed", "corrupt", "file is encrypted"))
 
 
 def hash_file(path: Path) -> str:
