@@ -24,6 +24,7 @@ from embtune.encoders.cache import directory_fingerprint
 from embtune.encoders.encode import EncodeStats, encode_file, encode_items, estimate_rows
 from embtune.errors import EmbtuneError, InputError
 from embtune.evaluate.metrics import Metrics, PairVectors, evaluate_vectors
+from embtune.outputs import prepare_output_file, writes_output_folder
 from embtune.progress import task_progress
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,11 @@ def encode_corpus(
     if batch_size < 1:
         raise EmbtuneError(f"--batch-size must be at least 1 (got {batch_size})")
     _refuse_bare_text(corpus)
+    if output is not None:
+        from embtune.data.resumable import ids_path_for
+
+        side = [ids_path_for(output)] if isinstance(corpus, (str, Path)) else []
+        output = prepare_output_file(output, inputs=[corpus, tuner, model], side_files=side)
     vector_cache = _open_cache(cache)
     transform = transform_id = None
     if tuner is not None:
@@ -295,24 +301,29 @@ def _encoder_for(model, data: Corpus, *, device: str, cache: VectorCache | None,
 
 
 def _load_vectors(vectors, n_texts: int, source: str) -> np.ndarray:
+    from embtune.data.vectors import check_vector_rows
+
+    where = "the vectors"
     if isinstance(vectors, (str, Path)):
         path = Path(vectors)
+        where = str(path)
         if not path.is_file():
             raise InputError(path, "no such file")
         try:
             vectors = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError) as e:
             raise InputError(path, f"not a readable .npy file ({e})") from None
-    vectors = np.asarray(vectors, dtype=np.float32)
+    vectors = np.asarray(vectors)
+    if vectors.dtype.kind not in "fiu":
+        raise EmbtuneError(f"{where}: holds {vectors.dtype} values, not numbers; pass the .npy written by `embtune encode`")
     if vectors.ndim != 2:
-        raise EmbtuneError(f"vectors must be 2-D (texts x dim), got shape {vectors.shape}")
+        raise EmbtuneError(f"{where}: vectors must be 2-D (texts x dim), got shape {vectors.shape}")
     if len(vectors) != n_texts:
         raise EmbtuneError(
             f"{len(vectors)} vectors for {n_texts} texts in {source}; encode the same corpus (same --text-field) to get them"
         )
-    if not np.isfinite(vectors).all():
-        raise EmbtuneError("vectors contain NaN or infinite values")
-    return vectors
+    check_vector_rows(vectors, where)
+    return l2_normalize(vectors)
 
 
 def evaluate(
@@ -461,6 +472,7 @@ class TuneResult:
         }
 
 
+@writes_output_folder("tune", inputs=("corpus", "model", "test"))
 def tune(
     corpus: str | Path | list[str] | Corpus,
     *,
@@ -485,6 +497,7 @@ def tune(
     cache: bool | VectorCache = True,
     show_progress: bool | None = None,
     write_report: bool = True,
+    overwrite: bool = False,
 ) -> TuneResult:
     """Fit a tuner on frozen vectors of a corpus and measure it against the base vectors on held-out data.
 
@@ -493,7 +506,8 @@ def tune(
     the labels; they are only used to report. With ``output`` the tuner is saved there (safetensors + JSON) together
     with ``tuning.json`` (base model, method, metrics) and ``report.html`` (unless ``write_report=False``). A corpus of
     more than ``sample`` texts is fitted and scored on a fixed-seed sample of that many; ``embtune encode --tuner`` then
-    streams the whole corpus through the fitted tuner.
+    streams the whole corpus through the fitted tuner. ``output`` must be a new or empty folder, or one embtune wrote;
+    ``overwrite=True`` lets it write into a folder holding other files (see :mod:`embtune.outputs`).
 
     >>> result = embtune.tune("tickets.jsonl", method="infonce", positives="neighbors", output="tuner/")
     >>> result.delta()["silhouette"]
@@ -663,6 +677,7 @@ def _training_items(objective_cls, corpus, text_field, label_field, use_labels, 
     return items, texts, None, str(pairs.path)
 
 
+@writes_output_folder("finetune", inputs=("corpus", "model"))
 def finetune(
     corpus: str | Path,
     *,
@@ -820,6 +835,8 @@ def finetune(
         eval_every=eval_every, checkpoint_every=checkpoint_every, early_stopping_metric=early_stopping,
         patience=patience, max_minutes=max_minutes, seed=seed, collapse_ratio=0.25 if collapse_guard else 0.0,
     )
+    if distributed.is_main():
+        _check_room_to_train(output, st_model)
     log.info(
         "fine-tuning %s with %s%s on %d items (%d held out to watch), %d steps of %d, lr %g",
         resolved.name, objective, f" {describe_anchor(anchor)}" if anchor else "", len(items),
@@ -858,6 +875,16 @@ def finetune(
         stopped=result.stopped, seconds=result.seconds, n_train=len(items), n_eval=summary["n_eval"],
         before=result.initial, after=after, history=result.history,
     )
+
+
+def _check_room_to_train(output: Path, module) -> None:
+    """Fail before training when the output's disk cannot hold a checkpoint (the weights and Adam's two moments, 3x the
+    parameters) plus the exported model (1x)."""
+    from embtune.outputs import check_free_space
+
+    if hasattr(module, "parameters"):
+        weight_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
+        check_free_space(output, 4 * weight_bytes, "fine-tuning (a checkpoint with optimizer state, then the exported model)")
 
 
 def _check_output_folder(output: Path, resume: bool, overwrite: bool) -> None:
@@ -1011,7 +1038,10 @@ def report(
     from embtune.report.html import Figure, ReportData, render_html, render_markdown
     from embtune.report.plots import project_2d, scatter_pair, silhouette_bars, training_curves
 
-    output = Path(output)
+    output = prepare_output_file(output, inputs=[corpus if isinstance(corpus, (str, Path)) else None])
+    for model_path in (before, after):
+        if isinstance(model_path, (str, Path)) and Path(model_path).exists() and Path(model_path).resolve() == output.resolve():
+            raise EmbtuneError(f"{output}: the report would replace the model {model_path}; name a .html or .md file")
     data = _load_corpus(corpus, text_field, label_field, use_labels)
     vector_cache = _open_cache(cache)
     after_name, after_fn, record = _after_space(after, before if before != DEFAULT_MODEL else None, vector_cache, device)
@@ -1114,6 +1144,7 @@ def make_classifier(method: str, *, model: str = DEFAULT_MODEL, frozen: bool | N
     raise EmbtuneError(f"--method {method!r}: use one of {', '.join(CLASSIFY_METHODS)}")
 
 
+@writes_output_folder("classify", inputs=("train", "test", "model"))
 def classify(
     train: str | Path | Corpus,
     *,
@@ -1128,8 +1159,11 @@ def classify(
     seed: int = 0,
     device: str = "auto",
     options: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> ClassifyResult:
     """Train a classifier on labelled texts and score it on ``test`` (or a stratified ``test_fraction`` held out).
+
+    ``output`` (a folder) must be new, empty or embtune's own unless ``overwrite=True`` (see :mod:`embtune.outputs`).
 
     >>> result = embtune.classify("train.jsonl", test="test.jsonl", method="textcnn", output="clf/")
     >>> result.accuracy, result.macro_f1

@@ -6,11 +6,15 @@ Results go to stdout (a table, or one JSON object with --json); logs and progres
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import math
+import os
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -34,7 +38,7 @@ log = logging.getLogger("embtune")
 
 # -- shared options -------------------------------------------------------------------------------------------------
 
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr; no progress bars.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and embtune's own warnings on stderr; no progress bars or other libraries' warnings.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Debug logs, and a full traceback on any error.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a table.")]
 Model = Annotated[
@@ -49,6 +53,10 @@ TextField = Annotated[str, typer.Option("--text-field", help="Field (column) hol
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the vector cache.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for splits and samples.")]
+OverwriteFolder = Annotated[
+    bool, typer.Option("--overwrite", help="Write into an output folder that holds files embtune did not write (only "
+                       "embtune's own files are replaced; nothing else is removed).")
+]
 Backend = Annotated[
     str,
     typer.Option("--backend", help="torch, onnx (ONNX Runtime, fp32, fused) or onnx-int8 (per-channel int8): text models only, "
@@ -73,8 +81,12 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
     handler.setFormatter(_Formatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
+    root.setLevel(logging.ERROR if quiet and not debug else logging.WARNING)
     log.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
+    if quiet and not debug:
+        # other libraries' warnings (scikit-learn, scipy, numpy, TensorFlow) are not the user's to act on: -q hides them
+        warnings.filterwarnings("ignore")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _run(quiet: bool, debug: bool, action: Callable[[], Any]) -> Any:
@@ -86,6 +98,16 @@ def _run(quiet: bool, debug: bool, action: Callable[[], Any]) -> Any:
         if debug:
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    except OSError as e:  # the user's paths or the machine (read-only, disk full, missing): exit 1, not a bug
+        if debug:
+            traceback.print_exc()
+        print(f"error: {_os_error_line(e)}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    except MemoryError:
+        if debug:
+            traceback.print_exc()
+        print("error: out of memory; lower --batch-size or --sample, or use a machine with more memory", file=sys.stderr)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         print("interrupted; finished work is kept (vector cache, completed files)", file=sys.stderr)
@@ -104,8 +126,47 @@ def _run(quiet: bool, debug: bool, action: Callable[[], Any]) -> Any:
         raise typer.Exit(3) from None
 
 
+_OS_ADVICE = {
+    errno.ENOSPC: "the disk is full: free some space or write the output elsewhere",
+    errno.EDQUOT: "the disk quota is used up: free some space or write the output elsewhere",
+    errno.EROFS: "that file system is read-only: write the output elsewhere",
+    errno.EACCES: "permission denied: check the path's permissions, or write the output elsewhere",
+    errno.EPERM: "not permitted: check the path's permissions, or write the output elsewhere",
+    errno.ENOENT: "no such file or folder: check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    errno.EISDIR: "is a folder where a file was expected: check the path",
+    errno.ENAMETOOLONG: "the name is too long: choose a shorter path",
+}
+
+
+def _os_error_line(e: OSError) -> str:
+    """One line for an OSError: the path, what the system said, and what to do."""
+    where = e.filename if e.filename is not None else "a file embtune was writing or reading"
+    advice = _OS_ADVICE.get(e.errno, e.strerror or str(e))
+    said = f" ({e.strerror})" if e.strerror and e.errno in _OS_ADVICE else ""
+    return f"{where}: {advice}{said}"
+
+
 def _print_json(payload: dict) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=_json_default) + "\n")
+    """One valid JSON object: NaN and infinities (a metric that is undefined for this input, e.g. the Spearman
+    correlation of a constant score column) become null, and ``undefined`` lists where and why."""
+    undefined: dict[str, str] = {}
+    clean = _finite_json(json.loads(json.dumps(payload, default=_json_default)), "", undefined)
+    if undefined:
+        clean["undefined"] = undefined
+    sys.stdout.write(json.dumps(clean, indent=2, allow_nan=False) + "\n")
+
+
+def _finite_json(value, where: str, undefined: dict[str, str]):
+    if isinstance(value, float) and not math.isfinite(value):
+        undefined[where] = (f"{value} is not a number JSON can hold: undefined for this input (e.g. a constant column "
+                            "or a single class)")
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_json(v, f"{where}.{k}" if where else str(k), undefined) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_json(v, f"{where}[{i}]", undefined) for i, v in enumerate(value)]
+    return value
 
 
 def _json_default(value):
@@ -386,6 +447,7 @@ def tune(
     device: Device = "auto",
     no_cache: NoCache = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Do not write OUT/report.html.")] = False,
+    overwrite: OverwriteFolder = False,
     json_out: Json = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -419,6 +481,7 @@ def tune(
             cache=not no_cache,
             show_progress=False if quiet else None,
             write_report=not no_report,
+            overwrite=overwrite,
         )
         if json_out:
             _print_json(result.to_dict())
@@ -512,7 +575,7 @@ def finetune(
     patience: Annotated[int, typer.Option("--patience", min=1, help="Evaluations without improvement before stopping.")] = 3,
     max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Stop (and export) after this many minutes.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUT/checkpoints exactly where it stopped.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard an earlier run's checkpoints in OUT.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard an earlier run's checkpoints in OUT, or write into a folder that holds files embtune did not write (nothing else in it is removed).")] = False,
     labels: Annotated[Optional[str], typer.Option("--labels", "--label-field", help="Field with labels: only watched (V-measure) by every objective but supcon, which trains on them.")] = None,
     no_labels: Annotated[bool, typer.Option("--no-labels", help="Ignore labels even if the corpus has them.")] = False,
     text_field: TextField = "text",
@@ -720,7 +783,7 @@ def auto(
     steps: Annotated[int, typer.Option("--steps", min=1, help="Most steps per fine-tune candidate (the budget may stop it sooner).")] = 200,
     batch_size: Annotated[int, typer.Option("--batch-size", min=2, help="Fine-tune batch size.")] = 32,
     keep_candidates: Annotated[bool, typer.Option("--keep-candidates", help="Keep every candidate in OUT/candidates/.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier auto run in OUT.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier auto run in OUT, or write into a folder that holds files embtune did not write (nothing else in it is removed).")] = False,
     seed: Seed = 0,
     device: Device = "auto",
     no_cache: NoCache = False,
@@ -787,6 +850,7 @@ def classify(
     epochs: Annotated[Optional[float], typer.Option("--epochs", min=0, help="Training epochs [default: per method].")] = None,
     seed: Seed = 0,
     device: Device = "auto",
+    overwrite: OverwriteFolder = False,
     json_out: Json = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -805,7 +869,8 @@ def classify(
         if method == "fewshot" and not quiet:
             options["show_progress"] = True
         result = run_classify(train, test=test, method=method, model=model, frozen=frozen, output=output,
-                              text_field=text_field, label_field=labels, seed=seed, device=device, options=options)
+                              text_field=text_field, label_field=labels, seed=seed, device=device, options=options,
+                              overwrite=overwrite)
         if json_out:
             _print_json(result.to_dict())
             return
@@ -838,6 +903,10 @@ def predict(
         from embtune.api import predict as run_predict
         from embtune.atomic import atomic_write_text
 
+        from embtune.outputs import prepare_output_file
+
+        if output is not None:  # before the work: an output that is an input, or an unwritable folder, fails at once
+            prepare_output_file(output, inputs=[classifier, corpus])
         rows = run_predict(classifier, corpus, text_field=text_field)
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         if output is None:
@@ -904,10 +973,13 @@ def cache_clear(
     def action():
         from embtune.encoders.cache import VectorCache
 
-        with VectorCache() as cache:
+        with VectorCache(max_bytes=0) as cache:  # clearing needs no size limit: a bad EMBTUNE_CACHE_MAX_GB cannot stop it
             removed = cache.clear(model or None)
         if not quiet:
-            print(f"removed {removed} cached vectors from {cache.path}", file=sys.stderr)
+            if removed < 0:
+                print(f"removed the damaged cache file {cache.path}; it starts afresh on the next encode", file=sys.stderr)
+            else:
+                print(f"removed {removed} cached vectors from {cache.path}", file=sys.stderr)
 
     _run(quiet, debug, action)
 
