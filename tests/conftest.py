@@ -21,11 +21,17 @@ def isolated_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(autouse=True)
 def reset_embtune_logger():
-    """The CLI, run in-process, sets the "embtune" logger's level (--quiet: WARNING); later tests start from NOTSET."""
+    """The CLI, run in-process, sets the "embtune" logger's level (--quiet: WARNING), the root logger's level and (with
+    --quiet) the warning filters; later tests start from what they were."""
     import logging
+    import warnings
 
+    root_level = logging.getLogger().level
+    filters = list(warnings.filters)
     yield
     logging.getLogger("embtune").setLevel(logging.NOTSET)
+    logging.getLogger().setLevel(root_level)
+    warnings.filters[:] = filters
 
 
 @pytest.fixture(scope="session")
