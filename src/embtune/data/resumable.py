@@ -5,8 +5,9 @@ both files are flushed to disk and ``progress.json`` is replaced atomically with
 sizes; a restart with the same corpus, model and settings truncates anything written after the last commit and carries on
 from the next chunk. A work folder whose files no longer match its ``progress.json`` (a file removed or cut short) is
 started over with one warning. The run holds a lock on ``lock`` in the work folder, so a second encode of the same
-output is refused with the first one's pid instead of tearing it. On a clean close the finished ``vectors.npy`` (memory-mappable) and ``vectors.ids.jsonl`` (one JSON id
-per line, same order) are moved into place and the work folder is removed. Memory holds one chunk at a time.
+output is refused with the first one's pid instead of tearing it. On a clean close the finished ``vectors.npy``
+(memory-mappable) and ``vectors.ids.jsonl`` (one JSON id per line, same order) are moved into place and the work folder
+is removed. Memory holds one chunk at a time.
 """
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ class ResumableVectorWriter:
         self.work.mkdir(parents=True, exist_ok=True)
         self._lock.enter_context(output_lock(self.work / _LOCK, self.output))
         progress = self._read_progress()
-        damage = self._damage(progress) if progress is not None and progress.get("identity") == self.identity else None
-        if progress is not None and progress.get("identity") == self.identity and damage is None:
+        same_run = progress is not None and progress.get("identity") == self.identity
+        damage = self._damage(progress) if same_run else None
+        if same_run and damage is None:
             self.chunks_done, self.rows, self.dim, self._ids_bytes = (
                 progress["chunks"], progress["rows"], progress["dim"], progress["ids_bytes"]
             )
