@@ -385,6 +385,24 @@ def test_a_damaged_tuner_folder_is_exit_1_naming_it(saved_tuner, tmp_path, damag
     assert str(saved_tuner) in error_line(result) and "embtune tune -o" in error_line(result)
 
 
+@pytest.mark.parametrize("damage", ["truncate-weights", "wrong-params"])
+def test_a_damaged_classifier_folder_is_exit_1_naming_it(tiny_model, tmp_path, demo_rows, damage):
+    data = corpus(tmp_path / "in.jsonl", demo_rows, 120)
+    clf = tmp_path / "clf"
+    assert invoke("classify", str(data), "--model", str(tiny_model), "--method", "textcnn", "--epochs", "1",
+                  "-o", str(clf)).exit_code == 0
+    if damage == "truncate-weights":
+        weights = next(clf.glob("*.safetensors"))
+        weights.write_bytes(weights.read_bytes()[:100])
+    else:
+        config = json.loads((clf / "config.json").read_text())
+        config["params"] = {"no_such_parameter": 1}
+        (clf / "config.json").write_text(json.dumps(config))
+    result = invoke("predict", str(clf), str(data), "-o", str(tmp_path / "p.jsonl"))
+    assert result.exit_code == 1, result.output
+    assert f"{clf}: damaged classifier folder" in error_line(result)
+
+
 def test_a_lone_surrogate_names_the_file_and_line(tmp_path):
     data = tmp_path / "s.jsonl"
     data.write_text('{"text": "fine"}\n{"text": "bad \\ud800 text"}\n')

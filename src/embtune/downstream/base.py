@@ -86,13 +86,23 @@ class ClassifierBase(ClassifierMixin, BaseEstimator):
 
 
 def load_classifier(path: str | Path) -> ClassifierBase:
-    """Any classifier saved with ``save`` (TextCNNClassifier, FewShotClassifier)."""
+    """Any classifier saved with ``save`` (TextCNNClassifier, FewShotClassifier).
+
+    A folder whose files were cut short or edited fails with one :class:`EmbtuneError` naming it (the CLI's exit 1).
+    """
     path = Path(path)
     config = read_saved_config(path, key="embtune_classifier", known=CLASSIFIERS, what="classifier",
                                how=f"`embtune classify ... -o {path}`")
     name = config["embtune_classifier"]
     cls = getattr(importlib.import_module(CLASSIFIERS[name]), name)
-    clf = cls(**config["params"])
-    clf.classes_ = np.asarray(config["classes"])
-    clf._load_weights(path, config["fitted"])
+    try:
+        clf = cls(**config["params"])
+        clf.classes_ = np.asarray(config["classes"])
+        clf._load_weights(path, config["fitted"])
+    except EmbtuneError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure to rebuild from these files means the files are damaged
+        detail = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+        raise EmbtuneError(f"{path}: damaged classifier folder ({detail}); train it again with `embtune classify -o` "
+                           "or restore the folder from a copy") from None
     return clf
