@@ -6,7 +6,9 @@ or concurrent write never leaves an output that a later run cannot finish. Every
 (Hypothesis runs many examples per test function, so pytest's per-test ``tmp_path`` would be shared between them).
 
 Examples per target are set in ``EXAMPLES``; `pytest tests/test_fuzz.py --hypothesis-show-statistics` prints them with
-their times. A longer profile: ``EMBTUNE_FUZZ_SCALE=20 pytest tests/test_fuzz.py``.
+their times. The default profile (what `make test` and CI run) draws the same examples every time, so a landing never
+depends on a lucky draw; a longer profile explores fresh random ones: ``EMBTUNE_FUZZ_SCALE=8 pytest tests/test_fuzz.py``
+(~11,000 cases, 2 minutes here; that is how a multi-line error message for a CSV header holding a line break was found).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ EXAMPLES = {  # per target, in one `make test` run (x EMBTUNE_FUZZ_SCALE)
 
 def fuzz(target: str):
     return settings(max_examples=max(1, int(EXAMPLES[target] * SCALE)), deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+                    derandomize=SCALE == 1, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 def snapshot(folder: Path) -> dict[str, str]:

@@ -518,3 +518,13 @@ def test_contrastive_tuner_names_missing_labels():
 
     with pytest.raises(ValueError, match=r"1 missing label\(s\) \(None or NaN\) at row\(s\) 1"):
         ContrastiveTuner().fit(np.zeros((4, 3), dtype=np.float32), ["a", None, "b", "a"])
+
+
+def test_an_error_quoting_a_line_break_stays_one_line(tmp_path):
+    """Found by the fuzz suite: a CSV header cell holding a line break made the error two lines."""
+    data = tmp_path / "c.csv"
+    data.write_text('"a\nb",other\n"x",y\n')
+    result = invoke("encode", str(data), "-o", str(tmp_path / "v.npy"))
+    assert result.exit_code == 1
+    line = error_line(result)
+    assert "no field 'text'" in line and "--text-field 'a\\nb'" in line

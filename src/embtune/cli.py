@@ -144,7 +144,7 @@ def _os_error_line(e: OSError) -> str:
     where = e.filename if e.filename is not None else "a file embtune was writing or reading"
     advice = _OS_ADVICE.get(e.errno, e.strerror or str(e))
     said = f" ({e.strerror})" if e.strerror and e.errno in _OS_ADVICE else ""
-    return f"{where}: {advice}{said}"
+    return f"{where}: {advice}{said}".replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever the path holds
 
 
 def _print_json(payload: dict) -> None:

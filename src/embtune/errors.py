@@ -9,7 +9,17 @@ from pathlib import Path
 
 
 class EmbtuneError(Exception):
-    """A problem with the user's input, files, models or environment: one line that says what and how to fix it."""
+    """A problem with the user's input, files, models or environment: one line that says what and how to fix it.
+
+    The message is kept to one line whatever it quotes: a line break inside it (a file or field name can hold one)
+    is shown escaped, as ``\\n``.
+    """
+
+    def __init__(self, message: object = "", *args: object):
+        text = str(message)
+        if "\n" in text or "\r" in text:
+            text = text.replace("\r", "\\r").replace("\n", "\\n")
+        super().__init__(text, *args)
 
 
 class InputError(EmbtuneError):

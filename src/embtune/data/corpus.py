@@ -7,6 +7,7 @@ or with a text that is not a string, stops the read with the file, line and fiel
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,7 @@ class ReadStats:
 def _field_hint(row: dict[str, Any], wanted: str, option: str) -> str:
     fields = ", ".join(repr(k) for k in row) or "none"
     strings = [k for k, v in row.items() if isinstance(v, str) and k is not None]
-    hint = f"; pass {option} {strings[0]}" if strings else ""
+    hint = f"; pass {option} {shlex.quote(strings[0])}" if strings else ""
     return f"no field {wanted!r} (this row has: {fields}){hint}"
 
 
