@@ -163,6 +163,14 @@ def test_the_ids_side_file_never_replaces_a_users_file(tiny_model, tmp_path, dem
     assert mine.read_text() == '{"my": "notes"}\n'
 
 
+def test_a_failed_encode_into_new_folders_leaves_no_empty_folders(tiny_model, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": oops}\n')
+    result = invoke("encode", str(bad), "--model", str(tiny_model), "-o", str(tmp_path / "new" / "deeper" / "v.npy"))
+    assert result.exit_code == 1 and "line 2: malformed JSON" in error_line(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]
+
+
 def test_predict_never_writes_over_its_input(tiny_model, tmp_path, demo_rows):
     data = corpus(tmp_path / "in.jsonl", demo_rows, 120)
     assert invoke("classify", str(data), "--model", str(tiny_model), "--method", "logreg", "-o", str(tmp_path / "clf")).exit_code == 0

@@ -90,12 +90,22 @@ def is_embtune_folder(folder: str | Path) -> bool:
     return False
 
 
-def check_writable(folder: str | Path) -> None:
-    """Create ``folder`` if needed and prove a file can be made in it (read-only mounts fail here even for root)."""
+def check_writable(folder: str | Path, *, create: bool = False) -> None:
+    """Prove a file can be made in ``folder`` (read-only mounts fail here even for root).
+
+    ``create=True`` makes the folder first; otherwise a folder that does not exist yet is judged by its nearest
+    existing parent, and nothing is created, so a run that fails later leaves no empty folder behind.
+    """
     folder = Path(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".embtune-probe.", dir=folder)
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        probe_in = folder
+        while not probe_in.exists() and probe_in != probe_in.parent:
+            probe_in = probe_in.parent
+        if not probe_in.is_dir():
+            raise EmbtuneError(f"{folder}: {probe_in} is a file, so this folder cannot be made; check the path")
+        fd, probe = tempfile.mkstemp(prefix=".embtune-probe.", dir=probe_in)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
@@ -115,7 +125,7 @@ def _mb(n: float) -> str:
 
 
 def prepare_output_file(path: str | Path, *, inputs: Iterable[str | Path | None] = (),
-                        side_files: Iterable[str | Path] = (), needed_bytes: int | None = None) -> Path:
+                        side_files: Iterable[str | Path] = ()) -> Path:
     """Check a file output (and the side files written with it) before any work: returns ``path``.
 
     ``path`` itself may be replaced (the user named it); a side file the user did not name may only replace the
@@ -134,8 +144,6 @@ def prepare_output_file(path: str | Path, *, inputs: Iterable[str | Path | None]
             raise EmbtuneError(f"{side}: exists, and embtune would replace it with the row ids of {path.name}; "
                                "move it away or choose another output name")
     check_writable(path.parent)
-    if needed_bytes:
-        check_free_space(path.parent, needed_bytes, f"writing {path.name}")
     return path
 
 
@@ -166,7 +174,7 @@ def prepare_output_folder(folder: str | Path, *, inputs: Iterable[str | Path | N
             shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
             raise EmbtuneError(f"{folder}: holds files embtune did not write ({shown}); choose a new or empty folder, "
                                "or pass --overwrite to write into it (its other files are left as they are)")
-    check_writable(folder)
+    check_writable(folder, create=True)
     marker = folder / MARKER
     if not marker.exists():
         with contextlib.suppress(FileExistsError):

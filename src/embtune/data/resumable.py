@@ -69,6 +69,7 @@ class ResumableVectorWriter:
         self._vectors = None
         self._ids = None
         self._lock = contextlib.ExitStack()
+        self._made_parents = [p for p in self.work.parents if not p.exists()]  # removed again if nothing is kept
         self.work.mkdir(parents=True, exist_ok=True)
         self._lock.enter_context(output_lock(self.work / _LOCK, self.output))
         progress = self._read_progress()
@@ -186,6 +187,7 @@ class ResumableVectorWriter:
         """Remove the work folder (the input was bad: there is nothing worth resuming)."""
         self.release()
         shutil.rmtree(self.work, ignore_errors=True)
+        self._remove_made_parents()
 
     def release(self) -> None:
         """Close the files and the lock and keep the work folder to resume from (an interruption, a full disk); a
@@ -195,4 +197,14 @@ class ResumableVectorWriter:
                 f.close()
         if not self.chunks_done:
             shutil.rmtree(self.work, ignore_errors=True)
+            self._remove_made_parents()
         self._lock.close()
+
+    def _remove_made_parents(self) -> None:
+        """Remove the folders this run created for its output, deepest first, while they are empty: a run that keeps
+        nothing leaves nothing (``-o new/dir/v.npy`` on a bad corpus leaves no empty ``new/dir``)."""
+        for folder in self._made_parents:
+            try:
+                folder.rmdir()
+            except OSError:
+                return
