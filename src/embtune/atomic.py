@@ -37,22 +37,17 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     with naming(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with naming(path):
+        try:
             os.chmod(tmp, FILE_MODE)
-            f = os.fdopen(fd, mode)
-        with f:
-            with naming(path):
+            with os.fdopen(fd, mode) as f:
                 yield f
-            with naming(path):
                 f.flush()
                 os.fsync(f.fileno())
-        with naming(path):
             os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

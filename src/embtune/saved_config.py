@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,3 +37,16 @@ def read_saved_config(path: str | Path, *, key: str, known, what: str, how: str)
     if version > FORMAT_VERSION:
         raise EmbtuneError(f"{config_path}: written by a newer embtune (format {config['format']}); upgrade embtune")
     return config
+
+
+@contextlib.contextmanager
+def rebuilding(path: str | Path, *, what: str, how: str) -> Iterator[None]:
+    """Rebuild a saved folder inside this block: any failure (a file cut short, an edited or wrong-typed config) means
+    the files are damaged, and becomes one :class:`EmbtuneError` naming the folder; ``how`` says how to make it again."""
+    try:
+        yield
+    except EmbtuneError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the rebuild raised, the cause is the folder's content
+        detail = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+        raise EmbtuneError(f"{path}: damaged {what} folder ({detail}); {how} or restore the folder from a copy") from None

@@ -107,6 +107,7 @@ def _iter_file_records(
         label_field = None
     _check_columns(path, fmt, text_field)
     kinds: dict[str, tuple[str, int]] = {}  # label as a string -> (number or string, first line), to say when they merge
+    merge_told = False
     for number, row in iter_rows(path, fmt):
         stats.rows += 1
         if text_field not in row:
@@ -141,21 +142,22 @@ def _iter_file_records(
                     line=number,
                     unit=unit,
                 )
-            if label is not None:
-                _note_label_kind(path, unit, kinds, label, number)
+            if label is not None and not merge_told:
+                merge_told = _told_label_merge(path, unit, kinds, label, number)
         yield text, label
 
 
-def _note_label_kind(path: Path, unit: str, kinds: dict[str, tuple[str, int]], label: Any, number: int) -> None:
-    """Warn (once per file) when the same class is written both as a number and as a string (1 and "1")."""
+def _told_label_merge(path: Path, unit: str, kinds: dict[str, tuple[str, int]], label: Any, number: int) -> bool:
+    """Warn when the same class is written both as a number and as a string (1 and "1"); True once it has warned."""
     kind = "string" if isinstance(label, str) else "number"
     key = _label_string(label)
-    first = kinds.setdefault(key, (kind, number))
-    if first[0] != kind and "\0warned" not in kinds:
-        kinds["\0warned"] = ("", 0)
-        log.warning("%s: label %s is a %s on %s %d and a %s on %s %d; they are read as one class %r (give the column "
-                    "one type if they are different classes)", path.name, key, first[0], unit, first[1], kind, unit,
-                    number, key)
+    first_kind, first_number = kinds.setdefault(key, (kind, number))
+    if first_kind == kind:
+        return False
+    log.warning("%s: label %s is a %s on %s %d and a %s on %s %d; they are read as one class %r (give the column "
+                "one type if they are different classes)", path.name, key, first_kind, unit, first_number, kind, unit,
+                number, key)
+    return True
 
 
 def _log_skipped(path: Path, stats: ReadStats, unit: str) -> None:

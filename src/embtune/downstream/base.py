@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from embtune.atomic import atomic_write_text
 from embtune.errors import EmbtuneError
-from embtune.saved_config import FORMAT_VERSION, read_saved_config
+from embtune.saved_config import FORMAT_VERSION, read_saved_config, rebuilding
 
 CONFIG = "config.json"
 CLASSIFIERS = {"TextCNNClassifier": "embtune.downstream.textcnn", "FewShotClassifier": "embtune.downstream.fewshot"}
@@ -95,14 +95,8 @@ def load_classifier(path: str | Path) -> ClassifierBase:
                                how=f"`embtune classify ... -o {path}`")
     name = config["embtune_classifier"]
     cls = getattr(importlib.import_module(CLASSIFIERS[name]), name)
-    try:
+    with rebuilding(path, what="classifier", how="train it again with `embtune classify -o`"):
         clf = cls(**config["params"])
         clf.classes_ = np.asarray(config["classes"])
         clf._load_weights(path, config["fitted"])
-    except EmbtuneError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any failure to rebuild from these files means the files are damaged
-        detail = f"{type(e).__name__}: {e}".splitlines()[0][:200]
-        raise EmbtuneError(f"{path}: damaged classifier folder ({detail}); train it again with `embtune classify -o` "
-                           "or restore the folder from a copy") from None
     return clf

@@ -130,14 +130,9 @@ class VectorCache:
                     conn.execute("VACUUM")
                 conn.executescript(_SCHEMA)
                 conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-            except sqlite3.DatabaseError as e:
-                if _is_corruption(e):
-                    raise _damaged(self.path, e) from None
-                raise EmbtuneError(
-                    f"vector cache at {self.path} cannot be opened ({e}); set EMBTUNE_CACHE_DIR to a writable folder "
-                    "or pass --no-cache"
-                ) from None
             except (OSError, sqlite3.Error) as e:
+                if isinstance(e, sqlite3.DatabaseError) and _is_corruption(e):
+                    raise _damaged(self.path, e) from None
                 raise EmbtuneError(
                     f"vector cache at {self.path} cannot be opened ({e}); set EMBTUNE_CACHE_DIR to a writable folder "
                     "or pass --no-cache"

@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from embtune.atomic import atomic_open, atomic_write_text
 from embtune.errors import EmbtuneError
-from embtune.saved_config import FORMAT_VERSION, read_saved_config
+from embtune.saved_config import FORMAT_VERSION, read_saved_config, rebuilding
 
 TUNERS: dict[str, type[TunerBase]] = {}  # filled as tuner classes are defined
 _TUNER_MODULES = ("feedforward", "contrastive", "autoencoder", "infonce", "neighborhood", "spectral")
@@ -204,14 +204,8 @@ def load_tuner(path: str | Path) -> TunerBase:
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise EmbtuneError(f"{path}: the tuner folder has no model.safetensors; make it again with `embtune tune -o`")
-    try:
+    with rebuilding(path, what="tuner", how="make it again with `embtune tune -o`"):
         return _rebuild_tuner(config, weights)
-    except EmbtuneError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any failure to rebuild from these files means the files are damaged
-        detail = f"{type(e).__name__}: {e}".splitlines()[0][:200]
-        raise EmbtuneError(f"{path}: damaged tuner folder ({detail}); make it again with `embtune tune -o` or restore "
-                           "the folder from a copy") from None
 
 
 def _rebuild_tuner(config: dict[str, Any], weights: Path) -> TunerBase:
