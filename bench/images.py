@@ -107,8 +107,8 @@ def _ours_step(paths, resolution, batch_size, steps) -> float:
     import tempfile
 
     from embtune.encoders.image import ImageModel
-    from embtune.finetune.objectives import make_objective
-    from embtune.finetune.trainer import TrainConfig, train
+    from embtune.training.objectives import make_objective
+    from embtune.training.trainer import TrainConfig, train
 
     model = ImageModel.pretrained(resolution)
     model.encode(paths)  # decoded once
@@ -124,8 +124,8 @@ def _ours_step(paths, resolution, batch_size, steps) -> float:
 def _plain_step(paths, resolution, batch_size, steps) -> float:
     from embtune.data.image_augment import SIMCLR
     from embtune.encoders.image import ImageModel
-    from embtune.finetune.losses import info_nce_loss
-    from embtune.finetune.objectives.image_heads import mlp_head
+    from embtune.training.losses import info_nce_loss
+    from embtune.training.objectives.image_heads import mlp_head
 
     model = ImageModel.pretrained(resolution)
     pixels = model.pixels(paths).float().div(255)
@@ -149,8 +149,8 @@ def score(model_spec: str) -> dict:
 
     import embtune
     from embtune.data.images import read_image_corpus
-    from embtune.evaluate.clustering import cluster_metrics
-    from embtune.evaluate.probes import knn_accuracy
+    from embtune.evaluation.clustering import cluster_metrics
+    from embtune.evaluation.probes import knn_accuracy
 
     train, test = read_image_corpus(DATA / "train.jsonl"), read_image_corpus(DATA / "test.jsonl")
     x = embtune.encode(str(DATA / "train.jsonl"), model=model_spec)

@@ -83,8 +83,8 @@ def sentence_transformers_run(path: str, texts: list[str], steps: int, batch_siz
 
 def embtune_run(path: str, texts: list[str], steps: int, batch_size: int, lr: float) -> tuple[float, float, int]:
     from embtune.encoders.sentence_transformer import load_sentence_transformer
-    from embtune.finetune.objectives import make_objective
-    from embtune.finetune.trainer import TrainConfig, train
+    from embtune.training.objectives import make_objective
+    from embtune.training.trainer import TrainConfig, train
 
     stamps: list[float] = []
     model = load_sentence_transformer(Path(path), "cpu")
@@ -121,7 +121,7 @@ def main() -> None:
         print(f"{len(texts)} texts of {common} tokens (the most common length)", flush=True)
     import numpy as np
 
-    # embtune's trainer draws epoch 0 in this order (finetune/trainer.py: default_rng([seed, epoch]).permutation(n))
+    # embtune's trainer draws epoch 0 in this order (training/trainer.py: default_rng([seed, epoch]).permutation(n))
     in_embtune_order = [texts[i] for i in np.random.default_rng([SEED, 0]).permutation(len(texts))]
     theirs, ours = [], []
     for _ in range(args.rounds):

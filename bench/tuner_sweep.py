@@ -31,7 +31,7 @@ STSB = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "stsb" /
 
 
 def score(train_vectors, train_labels, test_vectors, test_labels) -> dict:
-    from embtune.evaluate.metrics import evaluate_vectors
+    from embtune.evaluation.metrics import evaluate_vectors
 
     m = evaluate_vectors(train_vectors, labels=train_labels, test_vectors=test_vectors, test_labels=test_labels)
     return {
@@ -42,7 +42,7 @@ def score(train_vectors, train_labels, test_vectors, test_labels) -> dict:
 
 
 def sts(a: np.ndarray, b: np.ndarray, gold: np.ndarray) -> float:
-    from embtune.evaluate.sts import sts_spearman
+    from embtune.evaluation.sts import sts_spearman
 
     return round(100 * sts_spearman(a, b, gold), 2)
 

@@ -102,7 +102,7 @@ def contrastive_case(X, y, Xt, yt, n_anchors: int = 1100, seed: int = 0) -> dict
 
 
 def label_free_case(X, Xt, yt) -> dict:
-    from embtune.evaluate import cluster_metrics
+    from embtune.evaluation import cluster_metrics
     from embtune.tuners import AutoencoderTuner, InfoNCETuner
 
     def clusters(vectors):

@@ -10,10 +10,10 @@ from embtune.errors import EmbtuneError
 
 
 def test_verbs_stay_callable_after_layer_packages_are_imported():
-    import embtune.evaluate.clustering  # noqa: F401  (the package shares the verb's name)
+    import embtune.evaluation.clustering  # noqa: F401  (the package shares the verb's name)
 
     assert callable(embtune.evaluate) and callable(embtune.encode)
-    from embtune.evaluate import evaluate_vectors
+    from embtune.evaluation import evaluate_vectors
 
     assert callable(evaluate_vectors)
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import embtune
 from embtune.cli import app
-from embtune.evaluate.criterion import beats, choose, guard, score_space
+from embtune.evaluation.criterion import beats, choose, guard, score_space
 
 
 def planted(n_clusters=8, per=40, dim=32, spread=0.3, seed=0):

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from embtune.finetune.distributed import average_gradients, shard_and_gather
-from embtune.finetune.losses import info_nce_loss
+from embtune.training.distributed import average_gradients, shard_and_gather
+from embtune.training.losses import info_nce_loss
 
 
 def _toy_problem():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embtune.evaluate import (
+from embtune.evaluation import (
     PairVectors,
     alignment,
     choose_k,
@@ -93,7 +93,7 @@ def test_holdout_split_is_disjoint_stratified_and_seeded():
 
 def test_holdout_split_says_why_it_is_not_stratified(caplog):
     y = np.array(["a"] * 30 + ["b"] * 30 + ["rare"])
-    with caplog.at_level("WARNING", logger="embtune.evaluate.probes"):
+    with caplog.at_level("WARNING", logger="embtune.evaluation.probes"):
         train, test = holdout_split(y, test_fraction=0.2, seed=0)
         holdout_split(y, test_fraction=0.2, seed=1)
     assert caplog.text.count("1 of 3 labels have a single example ('rare')") == 1  # once, not per split
@@ -145,7 +145,7 @@ def test_evaluate_vectors_without_labels_chooses_k():
 
 
 def test_evaluate_vectors_with_a_single_label_clusters_without_it_and_says_why_probes_are_skipped(caplog, monkeypatch):
-    from embtune.evaluate import notices
+    from embtune.evaluation import notices
     from embtune.report.tables import describe_setup
 
     monkeypatch.setattr(notices, "_given", set())  # another test may have given the same warning in this process

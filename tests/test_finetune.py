@@ -16,10 +16,10 @@ import torch
 
 import embtune
 from embtune.errors import EmbtuneError
-from embtune.finetune.checkpoint import latest_checkpoint
-from embtune.finetune.objectives import TEXT_OBJECTIVES, make_objective
-from embtune.finetune.objectives.base import Objective, embed
-from embtune.finetune.trainer import EvalSet, TrainConfig, TrainingStopped, train
+from embtune.training.checkpoint import latest_checkpoint
+from embtune.training.objectives import TEXT_OBJECTIVES, make_objective
+from embtune.training.objectives.base import Objective, embed
+from embtune.training.trainer import EvalSet, TrainConfig, TrainingStopped, train
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_collapse_guard_stops_and_keeps_the_last_healthy_weights(tiny_model, tex
     assert result.stopped == "collapse" and result.steps < 200
     assert result.history[-1].get("collapsed")
     assert result.kept_step < result.steps
-    from embtune.finetune.trainer import evaluate_model
+    from embtune.training.trainer import evaluate_model
 
     kept = evaluate_model(model, eval_set)
     assert 1 - kept["mean_cosine"] >= 0.25 * (1 - result.initial["mean_cosine"])
@@ -126,7 +126,7 @@ def test_nan_guard_stops_with_the_last_good_checkpoint_intact(tiny_model, texts,
 
 
 def test_early_stopping_restores_the_best_evaluation(tiny_model, texts, tmp_path, monkeypatch):
-    from embtune.finetune import trainer
+    from embtune.training import trainer
 
     scripted = iter([0.10, 0.30, 0.50, 0.40, 0.35, 0.20, 0.90])  # start, then steps 2, 4, 6, 8, 10, ...
     real = trainer.evaluate_model
@@ -143,7 +143,7 @@ def test_early_stopping_restores_the_best_evaluation(tiny_model, texts, tmp_path
                    eval_set=EvalSet(texts=texts[:60], k=4))
     assert result.stopped == "early stopping" and result.steps == 10 and result.kept_step == 4
     best = load(tiny_model)
-    from embtune.finetune.checkpoint import load_weights
+    from embtune.training.checkpoint import load_weights
 
     load_weights(tmp_path / "ckpt" / "step-00000004", best)
     for (name, a), b in zip(model.state_dict().items(), best.state_dict().values()):

@@ -17,9 +17,9 @@ from embtune.data.image_augment import SIMCLR, gaussian_blur, random_grayscale
 from embtune.data.images import is_image_corpus, load_image, read_image_corpus
 from embtune.encoders.image import ImageEncoder, ImageModel
 from embtune.errors import EmbtuneError, InputError
-from embtune.finetune.export import export_model
-from embtune.finetune.objectives import IMAGE_OBJECTIVES, make_objective
-from embtune.finetune.trainer import EvalSet, TrainConfig, train
+from embtune.training.export import export_model
+from embtune.training.objectives import IMAGE_OBJECTIVES, make_objective
+from embtune.training.trainer import EvalSet, TrainConfig, train
 
 
 class TinyCNN(nn.Module):

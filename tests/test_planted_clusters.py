@@ -11,9 +11,9 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import v_measure_score
 
 from embtune.data.vectors import l2_normalize
-from embtune.finetune.objectives import make_objective, objective_class
-from embtune.finetune.objectives.base import encode_frozen
-from embtune.finetune.trainer import TrainConfig, train
+from embtune.training.objectives import make_objective, objective_class
+from embtune.training.objectives.base import encode_frozen
+from embtune.training.trainer import TrainConfig, train
 
 TOPICS = (
     "card lost stolen blocked pin frozen replace expired",
@@ -68,7 +68,7 @@ def test_objective_sharpens_planted_clusters(name, params, tiny_model, tmp_path)
 
 def test_anchor_defaults_on_for_instance_discrimination_only(tiny_model):
     from embtune.encoders.sentence_transformer import load_sentence_transformer
-    from embtune.finetune.objectives.anchor import AnchoredObjective
+    from embtune.training.objectives.anchor import AnchoredObjective
 
     model = load_sentence_transformer(Path(tiny_model), "cpu")
     for name in ("simcse", "augment", "ct", "sccl"):

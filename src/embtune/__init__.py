@@ -12,12 +12,6 @@ from __future__ import annotations
 
 import importlib
 
-# The verbs share their names with layer packages (embtune.evaluate is both the verb and the metrics package).
-# Importing a subpackage rebinds its name on this module, so the (cheap) packages are imported first and the verbs
-# are bound after them.
-from embtune import evaluate as _evaluate_package  # noqa: F401
-from embtune import finetune as _finetune_package  # noqa: F401
-
 __version__ = "0.1.0"
 
 
@@ -83,10 +77,10 @@ _LAZY = {
     "read_corpus": "embtune.data",
     "read_pairs": "embtune.data",
     "load_encoder": "embtune.encoders",
-    "evaluate_vectors": "embtune.evaluate.metrics",
-    "Metrics": "embtune.evaluate.metrics",
+    "evaluate_vectors": "embtune.evaluation.metrics",
+    "Metrics": "embtune.evaluation.metrics",
     "EmbtuneError": "embtune.errors",
-    "SbertLearner": "embtune.finetune.sbert_learner",
+    "SbertLearner": "embtune.training.sbert_learner",
 }
 
 __all__ = sorted([*_LAZY, "auto", "encode", "evaluate", "finetune", "tune", "__version__"])

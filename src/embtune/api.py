@@ -23,7 +23,7 @@ from embtune.encoders import DEFAULT_MODEL, Encoder, VectorCache, load_encoder, 
 from embtune.encoders.cache import directory_fingerprint
 from embtune.encoders.encode import EncodeStats, encode_file, encode_items, estimate_rows
 from embtune.errors import EmbtuneError, InputError
-from embtune.evaluate.metrics import Metrics, PairVectors, evaluate_vectors
+from embtune.evaluation.metrics import Metrics, PairVectors, evaluate_vectors
 from embtune.outputs import prepare_output_file, writes_output_folder
 from embtune.progress import task_progress
 
@@ -512,7 +512,7 @@ def tune(
     >>> result = embtune.tune("tickets.jsonl", method="infonce", positives="neighbors", output="tuner/")
     >>> result.delta()["silhouette"]
     """
-    from embtune.evaluate.probes import holdout_split
+    from embtune.evaluation.probes import holdout_split
     from embtune.tuners.methods import METHODS, make_tuner
 
     if method not in METHODS:
@@ -729,25 +729,25 @@ def finetune(
     """
     from embtune.data.augment import dropout_views
     from embtune.encoders.sentence_transformer import SentenceTransformerEncoder
-    from embtune.evaluate.clustering import choose_k
-    from embtune.finetune.export import export_model
-    from embtune.finetune.objectives import make_objective, objective_class
-    from embtune.finetune.objectives.anchor import AnchoredObjective, describe_anchor
-    from embtune.finetune.objectives.base import encode_frozen
-    from embtune.finetune.trainer import EvalSet, TrainConfig, evaluate_model, train
+    from embtune.evaluation.clustering import choose_k
+    from embtune.training.export import export_model
+    from embtune.training.objectives import make_objective, objective_class
+    from embtune.training.objectives.anchor import AnchoredObjective, describe_anchor
+    from embtune.training.objectives.base import encode_frozen
+    from embtune.training.trainer import EvalSet, TrainConfig, evaluate_model, train
     from embtune.progress import training_progress
 
     output = Path(output)
     checkpoint_dir = output / "checkpoints"
     tensorflow = isinstance(model, str) and model.startswith("tfhub:")
     if tensorflow:
-        from embtune.finetune.tf_loop import TF_OBJECTIVES
+        from embtune.training.tf_loop import TF_OBJECTIVES
 
         if objective not in TF_OBJECTIVES:
             raise EmbtuneError(f"--objective {objective}: TensorFlow models fine-tune with {' or '.join(TF_OBJECTIVES)}")
     else:
         objective_cls = objective_class(objective)
-    from embtune.finetune import distributed
+    from embtune.training import distributed
 
     if distributed.launched():
         if tensorflow:
@@ -906,12 +906,12 @@ def _check_output_folder(output: Path, resume: bool, overwrite: bool) -> None:
 def _finetune_tfhub(corpus, *, objective, model, output: Path, text_field, label_field, use_labels, epochs, max_steps,
                     batch_size, learning_rate, eval_every, checkpoint_every, max_minutes, resume, objective_params,
                     collapse_guard, seed, show_progress) -> FinetuneResult:
-    """``finetune`` for a TensorFlow SavedModel: the TF loop of finetune/tf_loop.py, the result saved as a SavedModel
+    """``finetune`` for a TensorFlow SavedModel: the TF loop of training/tf_loop.py, the result saved as a SavedModel
     in ``output`` (reloads with ``hub.load`` and ``--model tfhub:OUTPUT``) with the same embtune.json and card."""
     from embtune.encoders.tfhub import tfhub_path
-    from embtune.finetune.export import export_model
-    from embtune.finetune.tf_loop import finetune_tf
-    from embtune.finetune.trainer import EvalSet, TrainConfig
+    from embtune.training.export import export_model
+    from embtune.training.tf_loop import finetune_tf
+    from embtune.training.trainer import EvalSet, TrainConfig
     from embtune.progress import training_progress
 
     path = tfhub_path(model)
@@ -943,7 +943,7 @@ def _finetune_tfhub(corpus, *, objective, model, output: Path, text_field, label
                                        on_step=update, **options)
     after = result.history[-1]["metrics"] if result.history and result.history[-1]["step"] == result.kept_step else {}
     if eval_set is not None and not after:
-        from embtune.evaluate.monitor import training_metrics
+        from embtune.evaluation.monitor import training_metrics
 
         after = training_metrics(tf_model.encode(eval_set.texts), k=eval_set.k, labels=eval_set.labels)
     summary = {
@@ -1170,7 +1170,7 @@ def classify(
     """
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-    from embtune.evaluate.probes import holdout_split
+    from embtune.evaluation.probes import holdout_split
 
     def labelled(source) -> Corpus:
         return source if isinstance(source, Corpus) else read_corpus(

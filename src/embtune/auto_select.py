@@ -3,7 +3,7 @@ held-out texts, or keep the base model when none is.
 
 The corpus is split once (seeded) into a fit part and a held-out part. Every candidate (tuners on frozen vectors,
 short full fine-tunes) learns from the fit part only; every space, the base model's included, is scored on the
-held-out part with :mod:`embtune.evaluate.criterion` (silhouette x KMeans stability at one fixed k, with collapse
+held-out part with :mod:`embtune.evaluation.criterion` (silhouette x KMeans stability at one fixed k, with collapse
 guards). Labels, when the corpus has them, are only ever used to *report* (V-measure on the held-out part), so the
 report shows whether the label-free choice was right. ``auto.json`` is rewritten after every candidate: a crash or
 Ctrl-C loses at most the candidate that was running.
@@ -43,8 +43,8 @@ class CandidateSpec:
         """``about``, plus the pull towards the base model a fine-tune trains with (its option or the default)."""
         if self.kind != "finetune":
             return self.about
-        from embtune.finetune.objectives import anchor_weight
-        from embtune.finetune.objectives.anchor import describe_anchor
+        from embtune.training.objectives import anchor_weight
+        from embtune.training.objectives.anchor import describe_anchor
 
         anchor = anchor_weight(self.options["objective"], self.options.get("anchor"))
         return f"{self.about}, {describe_anchor(anchor)}" if anchor else self.about
@@ -159,8 +159,8 @@ def auto(
     from embtune.encoders import load_encoder
     from embtune.encoders.encode import encode_items
     from embtune.progress import task_progress
-    from embtune.evaluate.clustering import cluster_metrics
-    from embtune.evaluate.criterion import choose, guard, score_space
+    from embtune.evaluation.clustering import cluster_metrics
+    from embtune.evaluation.criterion import choose, guard, score_space
     from embtune.tuners.methods import make_tuner
 
     start = time.perf_counter()

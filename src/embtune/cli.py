@@ -507,7 +507,7 @@ def tune(
 
 
 def _print_before_after(before: dict, after: dict, title: str) -> None:
-    from embtune.evaluate.metrics import Metrics
+    from embtune.evaluation.metrics import Metrics
     from embtune.report.tables import comparison_table
 
     names = [n for n in before if n != "mean_cosine"]
@@ -601,7 +601,7 @@ def finetune(
     debug: Debug = False,
 ) -> None:
     """Fine-tune the whole model (text or image), label-free or on pairs; watch it on held-out data; export it."""
-    from embtune.finetune import distributed
+    from embtune.training import distributed
 
     if nproc > 1 and not distributed.launched():
         raise typer.Exit(_relaunch_with_torchrun(nproc, quiet))

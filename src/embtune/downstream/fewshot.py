@@ -65,8 +65,8 @@ class FewShotClassifier(ClassifierBase):
         from embtune.encoders import resolve_model
         from embtune.encoders.device import resolve_device
         from embtune.encoders.sentence_transformer import load_sentence_transformer
-        from embtune.finetune.objectives import make_objective
-        from embtune.finetune.trainer import TrainConfig, train
+        from embtune.training.objectives import make_objective
+        from embtune.training.trainer import TrainConfig, train
         from embtune.progress import training_progress
 
         self.encoder_ = load_sentence_transformer(resolve_model(self.model).path, resolve_device(self.device),

@@ -1,7 +1,7 @@
 """Image backbones as embtune encoders.
 
 :class:`ImageModel` is the trainable network plus what its inputs must look like (resolution, normalisation): it is
-what finetune/ trains and exports. :class:`ImageEncoder` wraps one for the :class:`~embtune.encoders.base.Encoder`
+what training/ trains and exports. :class:`ImageEncoder` wraps one for the :class:`~embtune.encoders.base.Encoder`
 protocol (lazy loading, a cache fingerprint, progress).
 
 Models on disk: a folder with ``model.safetensors`` (the network's weights) and ``config.json`` (architecture,

@@ -3,7 +3,7 @@
 ``--model tfhub:/path/to/savedmodel`` loads a local SavedModel with ``tensorflow_hub.load``. A text model takes a batch
 of strings and returns (n, d) vectors; an image model takes float32 images (n, H, W, 3) in [0, 1] (the TF Hub
 convention) and returns (n, d). Which one it is, and the image size, are read from the model's call signature. Models
-whose output is a dict use its ``default`` (or only 2-D) entry. Fine-tuning runs in TensorFlow (finetune/tf_loop.py):
+whose output is a dict use its ``default`` (or only 2-D) entry. Fine-tuning runs in TensorFlow (training/tf_loop.py):
 the torch trainer cannot train TF variables.
 """
 

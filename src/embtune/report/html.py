@@ -7,7 +7,7 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
-from embtune.evaluate.metrics import METRIC_INFO, Metrics
+from embtune.evaluation.metrics import METRIC_INFO, Metrics
 from embtune.report.tables import GROUP_ORDER, GROUP_TITLES, describe_setup
 
 STYLE = """

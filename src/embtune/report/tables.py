@@ -6,7 +6,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from embtune.evaluate.metrics import METRIC_INFO, Metrics
+from embtune.evaluation.metrics import METRIC_INFO, Metrics
 
 GROUP_TITLES = {
     "labels": "with labels",

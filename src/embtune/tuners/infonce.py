@@ -17,7 +17,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import validate_data
 
 from embtune.data.vectors import nearest_neighbors
-from embtune.finetune.losses import info_nce_loss
+from embtune.training.losses import info_nce_loss
 from embtune.tuners.base import TunerBase, as_float_tensor, make_adam, resolve_tuner_device, seeded_init, torch_generator
 from embtune.tuners.noise import check_kinds, corrupt
 

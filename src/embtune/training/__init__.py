@@ -1,0 +1,1 @@
+"""Full-model training: objectives (one file each), the one training loop, checkpoints, export."""

@@ -1,0 +1,30 @@
+"""cosent: CoSENT ranking loss on scored pairs (Su 2022): every pair scored higher must get a higher cosine than every
+pair scored lower; log(1 + sum exp(scale * (cos_low - cos_high)))."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from embtune.training.objectives.base import Objective, embed
+
+
+class CoSENTObjective(Objective):
+    name = "cosent"
+    data = "scored_pairs"
+    defaults = {"learning_rate": 2e-5, "batch_size": 32}
+    summary = "ranking of cosines follows the ranking of scores"
+
+    def __init__(self, scale: float = 20.0):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, model, batch):
+        first, second, scores = zip(*batch)
+        a, b = embed(model, list(first)), embed(model, list(second))
+        cos = F.cosine_similarity(a, b) * self.scale
+        target = torch.tensor(scores, dtype=cos.dtype, device=cos.device)
+        diff = cos.unsqueeze(0) - cos.unsqueeze(1)  # diff[i, j] = cos_j - cos_i
+        higher = target.unsqueeze(1) > target.unsqueeze(0)  # pair i scored above pair j
+        diff = diff.masked_fill(~higher, float("-inf"))
+        return torch.logsumexp(torch.cat([torch.zeros(1, device=cos.device), diff.flatten()]), dim=0)
