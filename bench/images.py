@@ -124,7 +124,7 @@ def _ours_step(paths, resolution, batch_size, steps) -> float:
 def _plain_step(paths, resolution, batch_size, steps) -> float:
     from embtune.data.image_augment import SIMCLR
     from embtune.encoders.image import ImageModel
-    from embtune.training.losses import info_nce_loss
+    from embtune.nn.losses import info_nce_loss
     from embtune.training.objectives.image_heads import mlp_head
 
     model = ImageModel.pretrained(resolution)

@@ -87,7 +87,7 @@ def test_the_check_catches_an_upward_or_sideways_import():
     ranks = ranks_from_note()
     upward = "def f():\n    from embtune.cli import app\n"
     assert violations(upward, "embtune.data.readers", ranks) == [
-        "embtune.data.readers:2 imports embtune.cli (cli, rank 10) from data (rank 3)"]
+        "embtune.data.readers:2 imports embtune.cli (cli, rank 11) from data (rank 3)"]
     sideways = "import embtune.evaluation.metrics\n"
     assert violations(sideways, "embtune.encoders.cache", ranks)  # same rank: neither may import the other
     relative_up = "from ..api import tune\n"

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from embtune.training.distributed import average_gradients, shard_and_gather
-from embtune.training.losses import info_nce_loss
+from embtune.nn.losses import info_nce_loss
 
 
 def _toy_problem():

@@ -14,7 +14,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from embtune.errors import EmbtuneError
 from embtune.evaluation import cluster_metrics
-from embtune.training.losses import info_nce_loss
+from embtune.nn.losses import info_nce_loss
 from embtune.tuners import (
     AutoencoderTuner,
     ContrastiveLearner,

@@ -184,6 +184,31 @@ def _stdout_console():
     return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 120)
 
 
+CorpusArg = Annotated[Path, typer.Argument(help="Corpus file: .txt, .csv, .tsv, .jsonl or .parquet; or images (a folder, or an index with a 'path' field).")]
+Labels = Annotated[Optional[str], typer.Option("--labels", "--label-field", help="Field holding labels [default: 'label' when every row has one].")]
+NoLabels = Annotated[bool, typer.Option("--no-labels", help="Ignore labels even if the corpus has them.")]
+Seeds = Annotated[int, typer.Option("--seeds", min=1, help="KMeans seeds to average over.")]
+NoReport = Annotated[bool, typer.Option("--no-report", help="Do not write OUT/report.html.")]
+
+
+def _label_options(labels: str | None, no_labels: bool) -> dict[str, Any]:
+    """--labels / --no-labels as the API's ``label_field`` and ``use_labels``."""
+    if labels is not None and no_labels:
+        raise EmbtuneError("--labels and --no-labels contradict each other; pass one")
+    return {"label_field": labels, "use_labels": not no_labels}
+
+
+def _progress(quiet: bool, json_out: bool = False) -> bool | None:
+    """Progress bars: off with -q (or --json into a pipe), else embtune decides (on when stderr is a terminal)."""
+    return False if quiet or (json_out and not sys.stderr.isatty()) else None
+
+
+def _say(quiet: bool, line: str) -> None:
+    """A line for the person at the terminal (stderr), unless -q."""
+    if not quiet:
+        print(line, file=sys.stderr)
+
+
 # -- encode ---------------------------------------------------------------------------------------------------------
 
 
@@ -201,26 +226,12 @@ def _stdout_console():
 def encode(
     corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt (one text per line), .csv, .tsv, .jsonl or .parquet, or a folder of such shards; or images (a folder, or an index with a 'path' field).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the vectors (.npy, float32, one row per text); row ids go beside it in NAME.ids.jsonl.")],
-    model: Annotated[
-        Optional[str],
-        typer.Option(
-            "--model", "-m",
-            help="Shipped model name, or a local sentence-transformers / Hugging Face folder "
-            "[default: the tuner's base model, else all-MiniLM-L6-v2].",
-        ),
-    ] = None,
-    tuner: Annotated[
-        Optional[Path], typer.Option("--tuner", help="A tuner folder from `embtune tune -o`: vectors pass through it.")
-    ] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Shipped model name, or a local sentence-transformers / Hugging Face folder [default: the tuner's base model, else all-MiniLM-L6-v2].")] = None,
+    tuner: Annotated[Optional[Path], typer.Option("--tuner", help="A tuner folder from `embtune tune -o`: vectors pass through it.")] = None,
     text_field: TextField = "text",
-    id_field: Annotated[
-        Optional[str],
-        typer.Option("--id-field", help="Field holding each row's id, written to NAME.ids.jsonl [default: 1-based row numbers]."),
-    ] = None,
+    id_field: Annotated[Optional[str], typer.Option("--id-field", help="Field holding each row's id, written to NAME.ids.jsonl [default: 1-based row numbers].")] = None,
     batch_size: BatchSize = 64,
-    chunk_size: Annotated[
-        int, typer.Option("--chunk-size", min=1, help="Texts read, encoded and committed to disk at a time: the most a crash can lose.")
-    ] = 8192,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Texts read, encoded and committed to disk at a time: the most a crash can lose.")] = 8192,
     normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", help="L2-normalise the vectors.")] = True,
     device: Device = "auto",
     backend: Backend = "torch",
@@ -240,74 +251,41 @@ def encode(
     """
 
     def action():
-        from embtune.api import encode_corpus
+        from embtune import api
 
         if ray:
-            from embtune.encoders.ray_encode import encode_with_ray
-
-            if nproc > 1:
-                raise EmbtuneError("--nproc encodes on this machine; with --ray set the number of model copies with --actors")
-
-            if tuner is not None:
-                raise EmbtuneError("--ray encodes with a model; apply a tuner to the parquet vectors afterwards")
-            summary = encode_with_ray(corpus, output, model=model or "all-MiniLM-L6-v2", backend=backend,
-                                      text_field=text_field, id_field=id_field, batch_size=batch_size, actors=actors,
-                                      address=ray_address)
-            if json_out:
-                _print_json(summary)
-            elif not quiet:
-                print(f"wrote {summary['rows']} vectors in {summary['shards']} parquet shard(s) to {output} with "
-                      f"{summary['model']} on {summary['actors']} Ray actor(s)", file=sys.stderr)
-            return
+            summary = api.encode_on_ray(corpus, output, model=model, tuner=tuner, processes=nproc, backend=backend,
+                                        text_field=text_field, id_field=id_field, batch_size=batch_size, actors=actors,
+                                        address=ray_address)
+            return _print_json(summary) if json_out else _say(quiet, (
+                f"wrote {summary['rows']} vectors in {summary['shards']} parquet shard(s) to {output} with "
+                f"{summary['model']} on {summary['actors']} Ray actor(s)"))
         if output.suffix.lower() != ".npy":
             raise EmbtuneError(f"--output {output}: vectors are written as .npy; use a name ending in .npy")
-        result = encode_corpus(
-            corpus,
-            model=model,
-            tuner=tuner,
-            output=output,
-            text_field=text_field,
-            id_field=id_field,
-            batch_size=batch_size,
-            chunk_size=chunk_size,
-            normalize=normalize,
-            device=device,
-            backend=backend,
-            processes=nproc,
-            cache=not no_cache,
-            show_progress=False if quiet or json_out and not sys.stderr.isatty() else None,
-        )
-        s = result.stats
-        rate = s.encoded / s.seconds if s.seconds and s.encoded else 0.0
-        if json_out:
-            _print_json(
-                {
-                    "output": str(output),
-                    "model": result.model,
-                    "tuner": str(tuner) if tuner is not None else None,
-                    "rows": s.items,
-                    "dim": s.dim,
-                    "from_cache": s.from_cache,
-                    "encoded": s.encoded,
-                    "skipped_empty": s.skipped_empty,
-                    "resumed_rows": s.extra.get("resumed_rows", 0),
-                    "ids": s.extra.get("ids"),
-                    "seconds": round(s.seconds, 3),
-                }
-            )
-        elif not quiet:
-            resumed = s.extra.get("resumed_rows", 0)
-            print(
-                f"wrote {output} ({s.items} x {s.dim} float32) with {result.model}"
-                + (f" + the tuner in {tuner}" if tuner is not None else "") + f" in {s.seconds:.1f} s: "
-                + (f"{resumed} from the interrupted run, " if resumed else "")
-                + f"{s.encoded} encoded" + (f" at {rate:.0f} items/s" if rate else "") + f", {s.from_cache} from cache"
-                + (f", {s.skipped_empty} empty rows skipped" if s.skipped_empty else "")
-                + (f"; row ids in {Path(s.extra['ids']).name}" if s.extra.get("ids") else ""),
-                file=sys.stderr,
-            )
+        result = api.encode_corpus(corpus, model=model, tuner=tuner, output=output, text_field=text_field,
+                                   id_field=id_field, batch_size=batch_size, chunk_size=chunk_size, normalize=normalize,
+                                   device=device, backend=backend, processes=nproc, cache=not no_cache,
+                                   show_progress=_progress(quiet, json_out))
+        _print_encoded(result, output, tuner, json_out, quiet)
 
     _run(quiet, debug, action)
+
+
+def _print_encoded(result, output: Path, tuner: Path | None, json_out: bool, quiet: bool) -> None:
+    s = result.stats
+    resumed = s.extra.get("resumed_rows", 0)
+    if json_out:
+        return _print_json({"output": str(output), "model": result.model, "tuner": str(tuner) if tuner is not None else None,
+                            "rows": s.items, "dim": s.dim, "from_cache": s.from_cache, "encoded": s.encoded,
+                            "skipped_empty": s.skipped_empty, "resumed_rows": resumed, "ids": s.extra.get("ids"),
+                            "seconds": round(s.seconds, 3)})
+    rate = s.encoded / s.seconds if s.seconds and s.encoded else 0.0
+    _say(quiet, f"wrote {output} ({s.items} x {s.dim} float32) with {result.model}"
+         + (f" + the tuner in {tuner}" if tuner is not None else "") + f" in {s.seconds:.1f} s: "
+         + (f"{resumed} from the interrupted run, " if resumed else "")
+         + f"{s.encoded} encoded" + (f" at {rate:.0f} items/s" if rate else "") + f", {s.from_cache} from cache"
+         + (f", {s.skipped_empty} empty rows skipped" if s.skipped_empty else "")
+         + (f"; row ids in {Path(s.extra['ids']).name}" if s.extra.get("ids") else ""))
 
 
 # -- evaluate -------------------------------------------------------------------------------------------------------
@@ -324,23 +302,16 @@ def encode(
     )
 )
 def evaluate(
-    corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt, .csv, .tsv, .jsonl or .parquet; or images (a folder, or an index with a 'path' field).")],
+    corpus: CorpusArg,
     model: Model = "all-MiniLM-L6-v2",
-    vectors: Annotated[
-        Optional[Path], typer.Option("--vectors", help="Evaluate these precomputed vectors (.npy, one row per text) instead.")
-    ] = None,
-    labels: Annotated[
-        Optional[str],
-        typer.Option("--labels", "--label-field", help="Field holding labels [default: 'label' when every row has one]."),
-    ] = None,
-    no_labels: Annotated[bool, typer.Option("--no-labels", help="Ignore labels even if the corpus has them.")] = False,
+    vectors: Annotated[Optional[Path], typer.Option("--vectors", help="Evaluate these precomputed vectors (.npy, one row per text) instead.")] = None,
+    labels: Labels = None,
+    no_labels: NoLabels = False,
     text_field: TextField = "text",
     test: Annotated[Optional[Path], typer.Option("--test", help="Held-out labelled file to score label metrics on.")] = None,
-    pairs: Annotated[
-        Optional[Path], typer.Option("--pairs", help="Pair file (text1, text2, score|label) for STS Spearman / ROC AUC.")
-    ] = None,
+    pairs: Annotated[Optional[Path], typer.Option("--pairs", help="Pair file (text1, text2, score|label) for STS Spearman / ROC AUC.")] = None,
     k: Annotated[Optional[int], typer.Option("--k", help="KMeans clusters [default: number of labels, else best silhouette].")] = None,
-    seeds: Annotated[int, typer.Option("--seeds", min=1, help="KMeans seeds to average over.")] = 5,
+    seeds: Seeds = 5,
     seed: Seed = 0,
     sample: _sample_option(20_000, "score") = 20_000,
     batch_size: BatchSize = 64,
@@ -355,38 +326,18 @@ def evaluate(
 
     def action():
         from embtune.api import evaluate as run_evaluate
-
-        if labels is not None and no_labels:
-            raise EmbtuneError("--labels and --no-labels contradict each other; pass one")
-        result = run_evaluate(
-            corpus,
-            model=model,
-            vectors=vectors,
-            text_field=text_field,
-            label_field=labels,
-            use_labels=not no_labels,
-            test=test,
-            pairs=pairs,
-            k=k,
-            seeds=seeds,
-            seed=seed,
-            sample=sample,
-            batch_size=batch_size,
-            device=device,
-            backend=backend,
-            cache=not no_cache,
-            show_progress=False if quiet else None,
-        )
-        if json_out:
-            _print_json(result.to_dict())
-            return
         from embtune.report.tables import metrics_table
 
+        result = run_evaluate(corpus, model=model, vectors=vectors, text_field=text_field,
+                              **_label_options(labels, no_labels), test=test, pairs=pairs, k=k, seeds=seeds, seed=seed,
+                              sample=sample, batch_size=batch_size, device=device, backend=backend, cache=not no_cache,
+                              show_progress=_progress(quiet))
+        if json_out:
+            return _print_json(result.to_dict())
         for note in result.notes:
             log.info(note)
         title = f"{result.model} on {Path(result.corpus).name}: {result.n_texts} {result.unit}" + (
-            f", {result.n_labels} labels" if result.n_labels else ""
-        )
+            f", {result.n_labels} labels" if result.n_labels else "")
         _stdout_console().print(metrics_table(result.metrics, title=title))
 
     _run(quiet, debug, action)
@@ -395,10 +346,15 @@ def evaluate(
 # -- tune -----------------------------------------------------------------------------------------------------------
 
 
-def _print_comparison(result, title: str) -> None:
+def _print_comparison(before, after, title: str) -> None:
+    """Before/after metrics side by side with a verdict per metric (Metrics objects, or dicts of values)."""
+    from embtune.evaluation.metrics import Metrics
     from embtune.report.tables import comparison_table
 
-    _stdout_console().print(comparison_table(result.before, result.after, title=title))
+    if isinstance(before, dict):
+        names = [n for n in before if n != "mean_cosine"]
+        before, after = Metrics(values={n: before[n] for n in names}), Metrics(values={n: after[n] for n in names if n in after})
+    _stdout_console().print(comparison_table(before, after, title=title))
 
 
 @app.command(
@@ -420,33 +376,26 @@ def _print_comparison(result, title: str) -> None:
     )
 )
 def tune(
-    corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt, .csv, .tsv, .jsonl or .parquet; or images (a folder, or an index with a 'path' field).")],
-    method: Annotated[
-        str, typer.Option("--method", help="feedforward, contrastive, autoencoder, infonce, neighborhood or spectral (see below).")
-    ] = "infonce",
+    corpus: CorpusArg,
+    method: Annotated[str, typer.Option("--method", help="feedforward, contrastive, autoencoder, infonce, neighborhood or spectral (see below).")] = "infonce",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder to save the tuner in.")] = None,
     model: Model = "all-MiniLM-L6-v2",
-    labels: Annotated[
-        Optional[str],
-        typer.Option("--labels", "--label-field", help="Field holding labels [default: 'label' when every row has one]."),
-    ] = None,
-    no_labels: Annotated[bool, typer.Option("--no-labels", help="Ignore labels even if the corpus has them.")] = False,
+    labels: Labels = None,
+    no_labels: NoLabels = False,
     text_field: TextField = "text",
     test: Annotated[Optional[Path], typer.Option("--test", help="Held-out file to compare on (else 20 % of CORPUS).")] = None,
     hidden_dim: Annotated[Optional[int], typer.Option("--hidden-dim", min=1, help="Size of the new embedding.")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Maximum training epochs.")] = None,
     learning_rate: Annotated[Optional[float], typer.Option("--lr", help="Learning rate.")] = None,
-    positives: Annotated[
-        Optional[str], typer.Option("--positives", help="infonce only: augment (noisy views) or neighbors.")
-    ] = None,
+    positives: Annotated[Optional[str], typer.Option("--positives", help="infonce only: augment (noisy views) or neighbors.")] = None,
     k: Annotated[Optional[int], typer.Option("--k", help="KMeans clusters for the comparison.")] = None,
-    seeds: Annotated[int, typer.Option("--seeds", min=1, help="KMeans seeds to average over.")] = 5,
+    seeds: Seeds = 5,
     seed: Seed = 0,
     sample: _sample_option(100_000, "fit and score on") = 100_000,
     batch_size: BatchSize = 64,
     device: Device = "auto",
     no_cache: NoCache = False,
-    no_report: Annotated[bool, typer.Option("--no-report", help="Do not write OUT/report.html.")] = False,
+    no_report: NoReport = False,
     overwrite: OverwriteFolder = False,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -457,65 +406,33 @@ def tune(
     def action():
         from embtune.api import tune as run_tune
 
-        if labels is not None and no_labels:
-            raise EmbtuneError("--labels and --no-labels contradict each other; pass one")
-        result = run_tune(
-            corpus,
-            method=method,
-            model=model,
-            output=output,
-            text_field=text_field,
-            label_field=labels,
-            use_labels=not no_labels,
-            test=test,
-            hidden_dim=hidden_dim,
-            epochs=epochs,
-            learning_rate=learning_rate,
-            positives=positives,
-            k=k,
-            seeds=seeds,
-            seed=seed,
-            sample=sample,
-            batch_size=batch_size,
-            device=device,
-            cache=not no_cache,
-            show_progress=False if quiet else None,
-            write_report=not no_report,
-            overwrite=overwrite,
-        )
-        if json_out:
-            _print_json(result.to_dict())
-            return
-        if result.sampled_from:
-            log.info("the corpus has %d %s: the tuner was fitted and scored on a fixed-seed sample of %d (--sample)",
-                     result.sampled_from, result.unit, sample)
-        log.info(
-            "fitted %s on %d %s in %.1f s; comparing on %d held-out %s",
-            type(result.tuner).__name__, result.n_fit, result.unit, result.fit_seconds, result.n_heldout, result.unit,
-        )
-        _print_comparison(result, f"{result.method} tuner vs base {result.model} (held-out)")
-        if not result.labels_used_for_fit and "v_measure" in result.before.values:
-            log.info("labels were used only to score, never to fit (label-free method)")
-        if output is not None and not quiet:
-            print(f"saved the tuner to {output}; apply it with `embtune encode FILE --tuner {output} -o vectors.npy`"
-                  + ("" if no_report else f"; report: {output}/report.html"), file=sys.stderr)
+        result = run_tune(corpus, method=method, model=model, output=output, text_field=text_field,
+                          **_label_options(labels, no_labels), test=test, hidden_dim=hidden_dim, epochs=epochs,
+                          learning_rate=learning_rate, positives=positives, k=k, seeds=seeds, seed=seed, sample=sample,
+                          batch_size=batch_size, device=device, cache=not no_cache, show_progress=_progress(quiet),
+                          write_report=not no_report, overwrite=overwrite)
+        _print_tuned(result, output, sample, json_out, quiet, no_report)
 
     _run(quiet, debug, action)
 
 
+def _print_tuned(result, output: Path | None, sample: int, json_out: bool, quiet: bool, no_report: bool) -> None:
+    if json_out:
+        return _print_json(result.to_dict())
+    if result.sampled_from:
+        log.info("the corpus has %d %s: the tuner was fitted and scored on a fixed-seed sample of %d (--sample)",
+                 result.sampled_from, result.unit, sample)
+    log.info("fitted %s on %d %s in %.1f s; comparing on %d held-out %s", type(result.tuner).__name__, result.n_fit,
+             result.unit, result.fit_seconds, result.n_heldout, result.unit)
+    _print_comparison(result.before, result.after, f"{result.method} tuner vs base {result.model} (held-out)")
+    if not result.labels_used_for_fit and "v_measure" in result.before.values:
+        log.info("labels were used only to score, never to fit (label-free method)")
+    if output is not None:
+        _say(quiet, f"saved the tuner to {output}; apply it with `embtune encode FILE --tuner {output} -o vectors.npy`"
+             + ("" if no_report else f"; report: {output}/report.html"))
+
+
 # -- finetune -------------------------------------------------------------------------------------------------------
-
-
-def _print_before_after(before: dict, after: dict, title: str) -> None:
-    from embtune.evaluation.metrics import Metrics
-    from embtune.report.tables import comparison_table
-
-    names = [n for n in before if n != "mean_cosine"]
-    table = comparison_table(
-        Metrics(values={n: before[n] for n in names}), Metrics(values={n: after[n] for n in names if n in after}),
-        title=title,
-    )
-    _stdout_console().print(table)
 
 
 @app.command(
@@ -577,7 +494,7 @@ def finetune(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUT/checkpoints exactly where it stopped.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard an earlier run's checkpoints in OUT, or write into a folder that holds files embtune did not write (nothing else in it is removed).")] = False,
     labels: Annotated[Optional[str], typer.Option("--labels", "--label-field", help="Field with labels: only watched (V-measure) by every objective but supcon, which trains on them.")] = None,
-    no_labels: Annotated[bool, typer.Option("--no-labels", help="Ignore labels even if the corpus has them.")] = False,
+    no_labels: NoLabels = False,
     text_field: TextField = "text",
     paraphrase_field: Annotated[Optional[str], typer.Option("--paraphrase-field", help="augment: field with paraphrases / back-translations (string or list).")] = None,
     sts: Annotated[Optional[Path], typer.Option("--sts", help="STS pairs file (text1, text2, score) to watch general ability.")] = None,
@@ -592,7 +509,7 @@ def finetune(
     denoise: Annotated[bool, typer.Option("--denoise", help="autoencoder (images): rebuild the clean image from a corrupted one.")] = False,
     reconstruct: Annotated[Optional[str], typer.Option("--reconstruct", help="autoencoder (images): what the decoder rebuilds, pixels (default) or features (the base model's).")] = None,
     no_collapse_guard: Annotated[bool, typer.Option("--no-collapse-guard", help="Let a collapsing run go on (to study it).")] = False,
-    no_report: Annotated[bool, typer.Option("--no-report", help="Do not write OUT/report.html.")] = False,
+    no_report: NoReport = False,
     nproc: Annotated[int, typer.Option("--nproc", min=1, help="Train data-parallel in N processes on this machine (torchrun: gloo on CPU, NCCL on one GPU each); --batch-size stays the global batch.")] = 1,
     seed: Seed = 0,
     device: Device = "auto",
@@ -601,54 +518,49 @@ def finetune(
     debug: Debug = False,
 ) -> None:
     """Fine-tune the whole model (text or image), label-free or on pairs; watch it on held-out data; export it."""
-    from embtune.training import distributed
+    _finetune_command(dict(locals()))
 
-    if nproc > 1 and not distributed.launched():
-        raise typer.Exit(_relaunch_with_torchrun(nproc, quiet))
+
+def _finetune_command(given: dict[str, Any]) -> None:
+    """`embtune finetune` with its options (``given``, the command's arguments by name): relaunch under torchrun for
+    --nproc, map the objective-specific flags, run, print."""
+    from embtune.training import distributed
+    from embtune.training.objectives import objective_params
+    from embtune.training.run import RunOptions
+
+    quiet, output = given["quiet"], given["output"]
+    if given["nproc"] > 1 and not distributed.launched():
+        raise typer.Exit(_relaunch_with_torchrun(given["nproc"], quiet))
+    options = {k: v for k, v in given.items() if k in RunOptions.__dataclass_fields__}
+    flags = {k: given[k] for k in ("temperature", "clusters", "refresh_every", "denoise", "reconstruct", "anchor")}
+    options.update(model_options={"freeze_embeddings": given["freeze_embeddings"] or None, "dropout": given["dropout"]},
+                   show_progress=_progress(quiet), collapse_guard=not given["no_collapse_guard"],
+                   objective_params=objective_params(given["objective"], neighbors=given["neighbors_k"], **flags))
 
     def action():
         from embtune.api import finetune as run_finetune
 
-        if labels is not None and no_labels:
-            raise EmbtuneError("--labels and --no-labels contradict each other; pass one")
-        params = {"temperature": temperature, "k": neighbors_k if objective == "neighbors" else clusters,
-                  "refresh_every": refresh_every}
-        params = {k: v for k, v in params.items() if v is not None}
-        if denoise:
-            params["denoise"] = True
-        if reconstruct is not None:
-            params["target"] = reconstruct
-        if anchor is not None:
-            params["anchor"] = anchor
-        result = run_finetune(
-            corpus, objective=objective, model=model, output=output, text_field=text_field, label_field=labels,
-            use_labels=not no_labels, paraphrase_field=paraphrase_field, sts=sts, epochs=epochs, max_steps=max_steps,
-            batch_size=batch_size, learning_rate=learning_rate, grad_accum=grad_accum, max_seq_length=max_seq_length,
-            resolution=resolution, eval_every=eval_every, checkpoint_every=checkpoint_every,
-            model_options={"freeze_embeddings": freeze_embeddings or None, "dropout": dropout},
-            early_stopping=early_stopping, patience=patience,
-            max_minutes=max_minutes, resume=resume, overwrite=overwrite, objective_params=params, seed=seed,
-            device=device, show_progress=False if quiet else None, collapse_guard=not no_collapse_guard,
-            write_report=not no_report,
-        )
-        if not distributed.is_main():
-            return  # rank 0 speaks for the run
-        if json_out:
-            _print_json(result.to_dict())
-            return
-        if result.before and result.after:
-            _print_before_after(result.before, result.after,
-                                f"{objective} fine-tune of {result.base_model}: held-out slice of {result.n_eval} items")
-        if not quiet:
-            kept = "" if result.kept_step == result.steps else f", kept the weights of step {result.kept_step}"
-            print(f"{result.stopped} after {result.steps} steps in {result.seconds:.0f} s{kept}; saved to {output} "
-                  f"(load with --model {output})" + ("" if no_report else f"; report: {output}/report.html"),
-                  file=sys.stderr)
+        options.update(_label_options(given["labels"], given["no_labels"]))
+        result = run_finetune(given["corpus"], objective=given["objective"], model=given["model"], output=output,
+                              overwrite=given["overwrite"], write_report=not given["no_report"], **options)
+        if distributed.is_main():  # rank 0 speaks for the run
+            _print_finetuned(result, output, given["json_out"], quiet, given["no_report"])
 
     try:
-        _run(quiet, debug, action)
+        _run(quiet, given["debug"], action)
     finally:
         distributed.shutdown()  # under torchrun: leave the process group before the interpreter exits
+
+
+def _print_finetuned(result, output: Path, json_out: bool, quiet: bool, no_report: bool) -> None:
+    if json_out:
+        return _print_json(result.to_dict())
+    if result.before and result.after:
+        _print_comparison(result.before, result.after,
+                          f"{result.objective} fine-tune of {result.base_model}: held-out slice of {result.n_eval} items")
+    kept = "" if result.kept_step == result.steps else f", kept the weights of step {result.kept_step}"
+    _say(quiet, f"{result.stopped} after {result.steps} steps in {result.seconds:.0f} s{kept}; saved to {output} "
+         f"(load with --model {output})" + ("" if no_report else f"; report: {output}/report.html"))
 
 
 def _relaunch_with_torchrun(nproc: int, quiet: bool) -> int:
@@ -669,7 +581,6 @@ def _relaunch_with_torchrun(nproc: int, quiet: bool) -> int:
         print(f"launching {nproc} training processes: {' '.join(command[1:])}", file=sys.stderr)
     return subprocess.call(command)
 
-
 # -- report ---------------------------------------------------------------------------------------------------------
 
 
@@ -683,14 +594,12 @@ def _relaunch_with_torchrun(nproc: int, quiet: bool) -> int:
     )
 )
 def report(
-    corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt, .csv, .tsv, .jsonl or .parquet; or images (a folder, or an index with a 'path' field).")],
+    corpus: CorpusArg,
     after: Annotated[str, typer.Option("--after", help="Model (name or folder) or tuner folder to compare.")],
-    before: Annotated[
-        Optional[str], typer.Option("--before", help="Model to compare against [default: all-MiniLM-L6-v2, or the tuner's base].")
-    ] = None,
+    before: Annotated[Optional[str], typer.Option("--before", help="Model to compare against [default: all-MiniLM-L6-v2, or the tuner's base].")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="report.html, or a .md file for Markdown.")] = Path("report.html"),
     labels: Annotated[Optional[str], typer.Option("--labels", "--label-field", help="Field with labels to colour and score by.")] = None,
-    no_labels: Annotated[bool, typer.Option("--no-labels", help="Ignore labels even if the corpus has them.")] = False,
+    no_labels: NoLabels = False,
     text_field: TextField = "text",
     projection: Annotated[str, typer.Option("--projection", help="pca, or umap (needs embtune[umap]).")] = "pca",
     k: Annotated[Optional[int], typer.Option("--k", help="KMeans clusters [default: number of labels, else best silhouette].")] = None,
@@ -704,15 +613,11 @@ def report(
     def action():
         from embtune.api import report as run_report
 
-        if labels is not None and no_labels:
-            raise EmbtuneError("--labels and --no-labels contradict each other; pass one")
         if projection not in ("pca", "umap"):
             raise EmbtuneError(f"--projection {projection!r}: use pca or umap")
         result = run_report(corpus, before=before, after=after, output=output, text_field=text_field,
-                            label_field=labels, use_labels=not no_labels, k=k, seed=seed, projection=projection,
-                            device=device)
-        if not quiet:
-            print(f"wrote {result.output}", file=sys.stderr)
+                            **_label_options(labels, no_labels), k=k, seed=seed, projection=projection, device=device)
+        _say(quiet, f"wrote {result.output}")
 
     _run(quiet, debug, action)
 
@@ -721,38 +626,24 @@ def report(
 
 
 def _print_candidates(result) -> None:
+    """The candidate table (the same one the report shows), then why any candidate was not scored."""
     from rich import box
     from rich.table import Table
 
+    from embtune.candidates import candidate_table
+
+    header, rows, caption = candidate_table(result)
     table = Table(title=f"candidates scored on {result.n_heldout} held-out texts", box=box.SIMPLE_HEAD)
-    for column in ("candidate", "status", "criterion", "sil", "stab", "rank", "secs"):
+    for column in header:
         table.add_column(column, justify="left" if column in ("candidate", "status") else "right", no_wrap=True)
-    if result.labels_reported:
-        table.add_column("V*", justify="right", no_wrap=True)
-        table.add_column("kNN*", justify="right", no_wrap=True)
-    reasons = []
-    for r in result.candidates:
-        chosen = r.get("chosen")
-        cells = [("* " if chosen else "  ") + r["name"], r.get("status", ""),
-                 f"{r['score']:.4f}±{r['std']:.4f}" if "score" in r else "",
-                 f"{r['silhouette']:.3f}" if "silhouette" in r else "", f"{r['stability']:.2f}" if "stability" in r else "",
-                 f"{r['effective_rank']:.0f}" if "effective_rank" in r else "", f"{r.get('seconds', 0):.0f}"]
-        if result.labels_reported:
-            cells.append(f"{100 * r['v_measure']:.1f}" if "v_measure" in r else "")
-            cells.append(f"{100 * r['knn_accuracy']:.1f}" if "knn_accuracy" in r else "")
-        table.add_row(*cells, style="bold" if chosen else None)
-        if r.get("reason") and r.get("status") != "scored":
-            reasons.append(f"  {r['name']}: {r['reason']}")
+    for r, cells in zip(result.candidates, rows):
+        table.add_row(*cells, style="bold" if r.get("chosen") else None)
     console = _stdout_console()
     console.print(table)
-    console.print(f"criterion: KMeans(k={result.k}) silhouette (sil) x stability across seeds "
-                  "(stab) on held-out texts, mean±std over seeds; rank: effective rank, a space far below the base "
-                  "model's is rejected as collapsed; * marks the choice.")
-    for line in reasons:
-        console.print(line, markup=False)
-    if result.labels_reported:
-        console.print("V*, kNN*: V-measure and leave-one-out 10-NN accuracy (x100) against the held-out labels, shown to "
-                      "check the choice, never used to make it.")
+    console.print(caption, markup=False)
+    for r in result.candidates:
+        if r.get("reason") and r.get("status") != "scored":
+            console.print(f"  {r['name']}: {r['reason']}", markup=False)
 
 
 @app.command(
@@ -767,18 +658,13 @@ def _print_candidates(result) -> None:
     )
 )
 def auto(
-    corpus: Annotated[Path, typer.Argument(help="Corpus file: .txt, .csv, .tsv, .jsonl or .parquet; or images (a folder, or an index with a 'path' field).")],
+    corpus: CorpusArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for auto.json, model/ and report.html.")],
     model: Model = "all-MiniLM-L6-v2",
     budget_minutes: Annotated[float, typer.Option("--budget-minutes", min=0.1, help="Time for all candidates together.")] = 30.0,
-    candidates: Annotated[
-        Optional[str], typer.Option("--candidates", help="Comma-separated candidate names [default: tuners, then fine-tunes].")
-    ] = None,
-    labels: Annotated[
-        Optional[str],
-        typer.Option("--labels", "--label-field", help="Field with labels, to report against (never to choose) [default: 'label' when present]."),
-    ] = None,
-    no_labels: Annotated[bool, typer.Option("--no-labels", help="Ignore labels even if the corpus has them.")] = False,
+    candidates: Annotated[Optional[str], typer.Option("--candidates", help="Comma-separated candidate names [default: tuners, then fine-tunes].")] = None,
+    labels: Annotated[Optional[str], typer.Option("--labels", "--label-field", help="Field with labels, to report against (never to choose) [default: 'label' when present].")] = None,
+    no_labels: NoLabels = False,
     text_field: TextField = "text",
     steps: Annotated[int, typer.Option("--steps", min=1, help="Most steps per fine-tune candidate (the budget may stop it sooner).")] = 200,
     batch_size: Annotated[int, typer.Option("--batch-size", min=2, help="Fine-tune batch size.")] = 32,
@@ -796,30 +682,27 @@ def auto(
     def action():
         from embtune.auto_select import auto as run_auto
 
-        if labels is not None and no_labels:
-            raise EmbtuneError("--labels and --no-labels contradict each other; pass one")
-        result = run_auto(
-            corpus, output=output, model=model, budget_minutes=budget_minutes, candidates=candidates,
-            text_field=text_field, label_field=labels, use_labels=not no_labels, finetune_steps=steps,
-            batch_size=batch_size, keep_candidates=keep_candidates, overwrite=overwrite, seed=seed, device=device,
-            cache=not no_cache, show_progress=False if quiet else None,
-        )
+        result = run_auto(corpus, output=output, model=model, budget_minutes=budget_minutes, candidates=candidates,
+                          text_field=text_field, **_label_options(labels, no_labels), finetune_steps=steps,
+                          batch_size=batch_size, keep_candidates=keep_candidates, overwrite=overwrite, seed=seed,
+                          device=device, cache=not no_cache, show_progress=_progress(quiet))
         if json_out:
-            _print_json(result.to_dict())
-            return
+            return _print_json(result.to_dict())
         _print_candidates(result)
-        console = _stdout_console()
-        if result.model_path is not None:
-            console.print(f"chose [bold]{result.chosen}[/bold]: it {result.reason}.\nmodel: {result.model_path}"
-                          + ("  (a tuner: `embtune encode FILE --tuner " + str(result.model_path) + "`)"
-                             if result.chosen.startswith("tuner:") else f"  (`embtune encode FILE --model {result.model_path}`)"))
-        else:
-            console.print(f"kept the base model [bold]{result.base_model}[/bold]: {result.reason}.")
-        report_path = output / "report.html"
-        if report_path.is_file():
-            console.print(f"report: {report_path}")
+        _print_choice(result)
+        if (output / "report.html").is_file():
+            _stdout_console().print(f"report: {output / 'report.html'}")
 
     _run(quiet, debug, action)
+
+
+def _print_choice(result) -> None:
+    console = _stdout_console()
+    if result.model_path is None:
+        return console.print(f"kept the base model [bold]{result.base_model}[/bold]: {result.reason}.")
+    how = (f"a tuner: `embtune encode FILE --tuner {result.model_path}`" if result.chosen.startswith("tuner:")
+           else f"`embtune encode FILE --model {result.model_path}`")
+    console.print(f"chose [bold]{result.chosen}[/bold]: it {result.reason}.\nmodel: {result.model_path}  ({how})")
 
 
 # -- classify / predict ---------------------------------------------------------------------------------------------
@@ -841,9 +724,7 @@ def classify(
     test: Annotated[Optional[Path], typer.Option("--test", help="Labelled test file [default: 20 % of TRAIN held out].")] = None,
     method: Annotated[str, typer.Option("--method", help="textcnn, fewshot or logreg.")] = "textcnn",
     model: Model = "all-MiniLM-L6-v2",
-    frozen: Annotated[
-        Optional[bool], typer.Option("--frozen/--trainable", help="Keep the pretrained weights fixed, or train them [default: per method].")
-    ] = None,
+    frozen: Annotated[Optional[bool], typer.Option("--frozen/--trainable", help="Keep the pretrained weights fixed, or train them [default: per method].")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder to save the classifier in.")] = None,
     labels: Annotated[str, typer.Option("--labels", "--label-field", help="Field holding the label.")] = "label",
     text_field: TextField = "text",
@@ -858,22 +739,16 @@ def classify(
     """Train a classifier on pretrained embeddings and score it on held-out texts: accuracy, macro-F1, confusions."""
 
     def action():
-        from embtune.api import CLASSIFY_METHODS
         from embtune.api import classify as run_classify
+        from embtune.downstream.methods import CLASSIFY_METHODS, method_options
 
         if method not in CLASSIFY_METHODS:
             raise EmbtuneError(f"--method {method!r}: use one of {', '.join(CLASSIFY_METHODS)}")
-        options = {}
-        if epochs is not None:
-            options["n_epochs" if method == "textcnn" else "epochs"] = int(epochs) if method == "textcnn" else epochs
-        if method == "fewshot" and not quiet:
-            options["show_progress"] = True
         result = run_classify(train, test=test, method=method, model=model, frozen=frozen, output=output,
-                              text_field=text_field, label_field=labels, seed=seed, device=device, options=options,
-                              overwrite=overwrite)
+                              text_field=text_field, label_field=labels, seed=seed, device=device,
+                              options=method_options(method, epochs, show_progress=not quiet), overwrite=overwrite)
         if json_out:
-            _print_json(result.to_dict())
-            return
+            return _print_json(result.to_dict())
         console = _stdout_console()
         where = f"{test.name}" if test is not None else "20 % of the training file, held out"
         console.print(f"[bold]{method}[/bold] on {result.n_train} texts, scored on {result.n_test} ({where}): "
@@ -986,6 +861,8 @@ def cache_clear(
 
 # -- demo -----------------------------------------------------------------------------------------------------------
 
+DEMO_CANDIDATES = "tuner:spectral,tuner:neighborhood,tuner:infonce-neighbors,tuner:autoencoder,finetune:neighbors"
+
 
 @app.command()
 def demo(
@@ -1000,52 +877,24 @@ def demo(
 
     def action():
         from embtune.api import evaluate as run_evaluate
+        from embtune.auto_select import auto as run_auto
+        from embtune.candidates import labels_verdict
         from embtune.data import demo_corpus_path
-        from embtune.report.tables import metrics_table
 
-        start = time.perf_counter()
-        corpus = demo_corpus_path()
-        console = _stdout_console()
+        start, corpus, console = time.perf_counter(), demo_corpus_path(), _stdout_console()
         console.print(
             f"[bold]embtune demo[/bold]: {corpus.name}, 2,002 customer-service queries in 77 intents "
             "(BANKING77 slice, CC BY 4.0; see embtune/data/demo_corpus/README.md)\n"
             f"Encode every query with {model} (vectors are cached: a second run is instant), then measure the space.\n"
         )
-        result = run_evaluate(corpus, model=model, device=device, show_progress=False if quiet else None)
-        console.print(metrics_table(result.metrics, title=f"{result.model} on the demo corpus"))
-        m = result.metrics
-        console.print(
-            "\nHow to read this:\n"
-            f"- Without labels, KMeans finds k={m.info.get('k')} clusters; silhouette {m['silhouette']:.3f} and "
-            f"Davies-Bouldin {m['davies_bouldin']:.2f} say how crisp they are. These can be gamed, so embtune never judges "
-            "a change by them alone.\n"
-            f"- With the intents as labels, the clusters match them with V-measure {m['v_measure']:.3f}, and a linear probe "
-            f"trained on 80 % of the queries labels the other 20 % with accuracy {m['logreg_accuracy']:.3f}.\n"
-            f"- Effective rank {m['effective_rank']:.0f} of {m.info['dim']} dimensions: the space is far from collapsed."
-        )
-        console.print(
-            f"\n[bold]Choosing a tuning method without labels[/bold] (`embtune auto`, {budget:g}-minute budget): four "
-            "tuners on the frozen vectors and one short full fine-tune learn from 80 % of the queries without their "
-            "intents; every space is scored on the other 20 % by a label-free criterion, and the base model is kept "
-            "unless a candidate beats it beyond noise. The intents are shown next to it only to check the choice.\n"
-        )
-        from embtune.auto_select import auto as run_auto
-
+        _explain_metrics(run_evaluate(corpus, model=model, device=device, show_progress=_progress(quiet)), budget)
         result = run_auto(corpus, output=output, model=model, budget_minutes=budget, overwrite=True, device=device,
-                          candidates="tuner:spectral,tuner:neighborhood,tuner:infonce-neighbors,tuner:autoencoder,finetune:neighbors",
-                          show_progress=False if quiet else None)
+                          candidates=DEMO_CANDIDATES, show_progress=_progress(quiet))
         _print_candidates(result)
-        chosen = next(r for r in result.candidates if r["chosen"])
-        base = result.candidates[0]
         if result.model_path is not None:
-            gap = 100 * (chosen["v_measure"] - base["v_measure"])
-            spread = 100 * max(chosen.get("v_measure_std", 0.0), base.get("v_measure_std", 0.0))
-            verdict = ("within the KMeans seed spread, so the intents neither confirm nor refute the choice"
-                       if abs(gap) <= 2 * spread else "the intents confirm the choice" if gap > 0
-                       else "the intents say the choice was wrong")
-            console.print(f"\nChose [bold]{result.chosen}[/bold]: it {result.reason}. Its held-out V-measure "
-                          f"{100 * chosen['v_measure']:.1f} vs the base model's {100 * base['v_measure']:.1f} "
-                          f"({verdict}); saved to {result.model_path}.")
+            verdict = labels_verdict(result)
+            console.print(f"\nChose [bold]{result.chosen}[/bold]: it {result.reason}."
+                          + (f" {verdict}" if verdict else "") + f"; saved to {result.model_path}.")
         else:
             console.print(f"\nKept the base model: {result.reason}.")
         console.print(
@@ -1056,6 +905,29 @@ def demo(
         )
 
     _run(quiet, debug, action)
+
+
+def _explain_metrics(result, budget: float) -> None:
+    """The demo's reading of the base model's metrics, and what the auto run is about to do."""
+    from embtune.report.tables import metrics_table
+
+    console, m = _stdout_console(), result.metrics
+    console.print(metrics_table(m, title=f"{result.model} on the demo corpus"))
+    console.print(
+        "\nHow to read this:\n"
+        f"- Without labels, KMeans finds k={m.info.get('k')} clusters; silhouette {m['silhouette']:.3f} and "
+        f"Davies-Bouldin {m['davies_bouldin']:.2f} say how crisp they are. These can be gamed, so embtune never judges "
+        "a change by them alone.\n"
+        f"- With the intents as labels, the clusters match them with V-measure {m['v_measure']:.3f}, and a linear probe "
+        f"trained on 80 % of the queries labels the other 20 % with accuracy {m['logreg_accuracy']:.3f}.\n"
+        f"- Effective rank {m['effective_rank']:.0f} of {m.info['dim']} dimensions: the space is far from collapsed."
+    )
+    console.print(
+        f"\n[bold]Choosing a tuning method without labels[/bold] (`embtune auto`, {budget:g}-minute budget): four "
+        "tuners on the frozen vectors and one short full fine-tune learn from 80 % of the queries without their "
+        "intents; every space is scored on the other 20 % by a label-free criterion, and the base model is kept "
+        "unless a candidate beats it beyond noise. The intents are shown next to it only to check the choice.\n"
+    )
 
 
 def main() -> None:

@@ -259,7 +259,10 @@ def writes_output_folder(command: str, *, inputs: tuple[str, ...]):
         def run(*args, **kwargs):
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            given = bound.arguments
+            given = dict(bound.arguments)
+            for name, param in signature.parameters.items():  # options passed through **kwargs count too
+                if param.kind is inspect.Parameter.VAR_KEYWORD:
+                    given.update(given.pop(name, {}))
             folder = given.get("output")
             if folder is None or os.environ.get("RANK", "0") != "0":
                 return fn(*args, **kwargs)

@@ -1,4 +1,4 @@
-"""Reading the config.json of a folder embtune saved (tuners, classifiers): one place for its checks and errors."""
+"""The config.json of a folder embtune saves (tuners, classifiers): one place for its checks, errors and JSON types."""
 
 from __future__ import annotations
 
@@ -11,6 +11,21 @@ from typing import Any
 from embtune.errors import EmbtuneError
 
 FORMAT_VERSION = 1
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy arrays and scalars (inside dicts, lists and tuples too) as plain JSON types.
+
+    >>> jsonable({"classes": np.array([1, 2]), "n": np.int64(3)})
+    {'classes': [1, 2], 'n': 3}
+    """
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()  # ndarray -> nested lists, numpy scalar -> Python scalar
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
 
 
 def read_saved_config(path: str | Path, *, key: str, known, what: str, how: str) -> dict[str, Any]:

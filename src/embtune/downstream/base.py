@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from embtune.atomic import atomic_write_text
 from embtune.errors import EmbtuneError
-from embtune.saved_config import FORMAT_VERSION, read_saved_config, rebuilding
+from embtune.saved_config import FORMAT_VERSION, jsonable, read_saved_config, rebuilding
 
 CONFIG = "config.json"
 CLASSIFIERS = {"TextCNNClassifier": "embtune.downstream.textcnn", "FewShotClassifier": "embtune.downstream.fewshot"}
@@ -72,15 +72,13 @@ class ClassifierBase(ClassifierMixin, BaseEstimator):
         """Write the classifier to the folder ``path`` (weights, config.json, tokenizer); reload with :func:`load_classifier`."""
         from sklearn.utils.validation import check_is_fitted
 
-        from embtune.tuners.base import _jsonable
-
         check_is_fitted(self)
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self._save_weights(path)
         config = {"embtune_classifier": type(self).__name__, "format": FORMAT_VERSION,
-                  "params": _jsonable(self.get_params(deep=False)), "classes": _jsonable(self.classes_),
-                  "fitted": _jsonable(self._fitted_state())}
+                  "params": jsonable(self.get_params(deep=False)), "classes": jsonable(self.classes_),
+                  "fitted": jsonable(self._fitted_state())}
         atomic_write_text(path / CONFIG, json.dumps(config, indent=2) + "\n")  # last: a folder without it is incomplete
         return path
 

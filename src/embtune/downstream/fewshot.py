@@ -63,7 +63,7 @@ class FewShotClassifier(ClassifierBase):
 
     def _fit_encoder(self, texts: list[str], codes: np.ndarray) -> None:
         from embtune.encoders import resolve_model
-        from embtune.encoders.device import resolve_device
+        from embtune.nn.device import resolve_device
         from embtune.encoders.sentence_transformer import load_sentence_transformer
         from embtune.training.objectives import make_objective
         from embtune.training.trainer import TrainConfig, train
@@ -147,7 +147,7 @@ class FewShotClassifier(ClassifierBase):
             self.encoder_ = load_encoder(self.model, device=self.device)
             self.tuner_ = load_tuner(path / "tuner")
         else:
-            from embtune.encoders.device import resolve_device
+            from embtune.nn.device import resolve_device
             from embtune.encoders.sentence_transformer import load_sentence_transformer
 
             self.encoder_ = load_sentence_transformer(path / "encoder", resolve_device(self.device))

@@ -149,7 +149,7 @@ class TextCNNClassifier(ClassifierBase):
             raise EmbtuneError("kernel_sizes must be a non-empty list of positive widths")
 
     def _tokens_module(self, tokenizer, transformer, generator) -> tuple[nn.Module, int]:
-        from embtune.tuners.base import seeded_init
+        from embtune.nn.seeding import seeded_init
 
         if self.features == "static":
             weight = transformer.get_input_embeddings().weight.detach().clone().float()
@@ -181,13 +181,14 @@ class TextCNNClassifier(ClassifierBase):
     # -- fitting --------------------------------------------------------------------------------------------------
 
     def fit(self, X, y):
-        from embtune.tuners.base import resolve_tuner_device, torch_generator, seeded_init
-        from embtune.tuners.training import run_epochs
+        from embtune.nn.device import resolve_device
+        from embtune.nn.seeding import seeded_init, torch_generator
+        from embtune.nn.epochs import run_epochs
 
         self._check_params()
         texts = check_texts(X, "X")
         self.classes_, targets = encode_labels(texts, y, self.multi_label)
-        device = resolve_tuner_device(self.device)
+        device = resolve_device(self.device)
         generator = torch_generator(self.random_state)
         tokenizer, transformer = _load_backbone(self.model)
         self.tokenizer_ = tokenizer
@@ -323,7 +324,7 @@ class TextCNNClassifier(ClassifierBase):
         from safetensors.torch import load_file
         from transformers import AutoTokenizer
 
-        from embtune.tuners.base import resolve_tuner_device
+        from embtune.nn.device import resolve_device
 
         self.tokenizer_ = AutoTokenizer.from_pretrained(str(path / "tokenizer"), local_files_only=True)
         if len(self.tokenizer_) != state["vocab_size_"] or vocab_digest(self.tokenizer_) != state["vocab_digest_"]:
@@ -343,4 +344,4 @@ class TextCNNClassifier(ClassifierBase):
         self.network_ = TextCNN(tokens, self.dim_, len(self.classes_), self.kernel_sizes, self.n_filters, self.dropout,
                                 self.pad_id_)
         self.network_.load_state_dict(weights)
-        self.network_.to(resolve_tuner_device(self.device)).eval()
+        self.network_.to(resolve_device(self.device)).eval()

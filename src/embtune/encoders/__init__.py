@@ -36,7 +36,7 @@ def load_encoder(model: str | Encoder | None = None, *, device: str = "auto", ca
         return OnnxEncoder(resolved.path, name=resolved.name, variant=backend, cache=cache,
                            min_cosine=DEFAULT_MIN_COSINE if min_cosine is None else min_cosine)
     if device not in ("auto", "cpu"):  # an impossible device fails now, not after reading the corpus
-        from embtune.encoders.device import resolve_device
+        from embtune.nn.device import resolve_device
 
         resolve_device(device)
     if resolved.backend == "tfhub":
@@ -57,4 +57,29 @@ def load_encoder(model: str | Encoder | None = None, *, device: str = "auto", ca
     return SentenceTransformerEncoder(resolved.path, name=resolved.name, device=device, cache=cache)
 
 
-__all__ = ["DEFAULT_MODEL", "Encoder", "ResolvedModel", "VectorCache", "load_encoder", "resolve_model", "text_key"]
+def open_cache(cache: bool | VectorCache) -> VectorCache | None:
+    """The vector cache a public function was given: a VectorCache as it is, True the default one, False none."""
+    if isinstance(cache, VectorCache):
+        return cache
+    return VectorCache() if cache else None
+
+
+def encoder_for(model, data, *, device: str = "auto", cache: VectorCache | None = None, backend: str = "torch") -> Encoder:
+    """The encoder for a :class:`~embtune.data.corpus.Corpus`: the default model follows the corpus (all-MiniLM-L6-v2
+    for texts, EfficientNet-Lite0 for images); a text model on images, or the reverse, is refused with what to pass."""
+    from embtune.encoders.image import DEFAULT_IMAGE_MODEL
+
+    images = data.unit == "images"
+    if images and (model is None or (isinstance(model, str) and model == DEFAULT_MODEL)):
+        model = DEFAULT_IMAGE_MODEL
+    encoder = load_encoder(model, device=device, cache=cache, backend=backend)
+    wanted = "image" if images else "text"
+    if getattr(encoder, "modality", "text") != wanted:
+        where = data.path or "the corpus"
+        hint = f"--model {DEFAULT_IMAGE_MODEL} (or an image model folder)" if images else f"--model {DEFAULT_MODEL}"
+        raise EmbtuneError(f"{where} holds {data.unit} but {encoder.name} is a {encoder.modality} model; pass {hint}")
+    return encoder
+
+
+__all__ = ["DEFAULT_MODEL", "Encoder", "ResolvedModel", "VectorCache", "encoder_for", "load_encoder", "open_cache",
+           "resolve_model", "text_key"]

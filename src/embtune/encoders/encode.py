@@ -22,7 +22,7 @@ from embtune.data.vectors import l2_normalize
 from embtune.encoders.base import Encoder
 from embtune.encoders.cache import VectorCache, text_key
 from embtune.errors import EmbtuneError
-from embtune.progress import ProgressCallback
+from embtune.progress import ProgressCallback, task_progress
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,14 @@ def encode_items(
     stats.dim = out.shape[1]
     stats.seconds = time.perf_counter() - start
     return (l2_normalize(out) if normalize else out), stats
+
+
+def encode_shown(encoder: Encoder, items: Sequence, what: str, *, cache: VectorCache | None = None,
+                 batch_size: int = 64, show_progress: bool | None = None) -> np.ndarray:
+    """:func:`encode_items` (normalised) behind a progress bar named ``encoding {what}``; the vectors only."""
+    with task_progress(f"encoding {what}", len(items), show_progress) as advance:
+        vectors, _ = encode_items(encoder, items, cache=cache, batch_size=batch_size, on_progress=advance)
+    return vectors
 
 
 def encode_file(

@@ -25,7 +25,7 @@ from torch import nn
 from embtune.atomic import atomic_write_text
 from embtune.data.images import load_image
 from embtune.data.vectors import l2_normalize
-from embtune.encoders.device import resolve_device
+from embtune.nn.device import resolve_device
 from embtune.errors import EmbtuneError, ModelNotFoundError
 
 log = logging.getLogger(__name__)

@@ -118,7 +118,7 @@ class ProcessPoolEncoder:
         return self._dim
 
     def worker_devices(self) -> list[str]:
-        from embtune.encoders.device import resolve_device
+        from embtune.nn.device import resolve_device
 
         device = resolve_device(self.device_spec)
         if device == "cuda":

@@ -15,7 +15,7 @@ import numpy as np
 
 from embtune.data.vectors import l2_normalize
 from embtune.encoders.cache import VectorCache, directory_fingerprint
-from embtune.encoders.device import resolve_device
+from embtune.nn.device import resolve_device
 from embtune.errors import EmbtuneError
 
 log = logging.getLogger(__name__)

@@ -252,7 +252,7 @@ class USEEncoder:
     @property
     def model(self) -> USEMultilingual:
         if self._model is None:
-            from embtune.encoders.device import resolve_device
+            from embtune.nn.device import resolve_device
 
             if self.source == USE_MODEL:
                 model = USEMultilingual.pretrained(**self.options)

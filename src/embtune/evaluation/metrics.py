@@ -78,6 +78,22 @@ class PairVectors:
     positive: np.ndarray | None = None  # boolean mask of pairs that count as similar (for alignment)
 
 
+def pair_vectors(pairs, encode) -> PairVectors:
+    """The two sides of a :class:`~embtune.data.pairs.Pairs` file encoded in one pass by ``encode`` (texts -> vectors)."""
+    both = encode(pairs.text1 + pairs.text2)
+    return PairVectors(a=both[: len(pairs)], b=both[len(pairs) :], scores=pairs.scores, labels=pairs.labels,
+                       positive=pairs.positive_mask())
+
+
+def dropout_view_pairs(texts: list[str], vectors: np.ndarray, encode, *, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors of up to ``n`` sampled texts, vectors of word-dropout copies of them) for the alignment metric when
+    there is no pair file; ``encode`` maps texts to vectors."""
+    from embtune.data.augment import dropout_views
+
+    pick = np.random.default_rng(seed).permutation(len(texts))[:n]
+    return vectors[pick], encode(dropout_views([texts[i] for i in pick], seed=seed))
+
+
 def _put_runs(metrics: Metrics, runs: dict[str, list[float]]) -> None:
     for name, values in runs.items():
         finite = [v for v in values if np.isfinite(v)]

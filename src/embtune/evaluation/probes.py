@@ -57,3 +57,36 @@ def logreg_scores(train_x, train_y, test_x, test_y, *, C: float = 1.0, seed: int
     model.fit(l2_normalize(train_x), train_y)
     predicted = model.predict(l2_normalize(test_x))
     return float(accuracy_score(test_y, predicted)), float(f1_score(test_y, predicted, average="macro"))
+
+
+def top_confusions(true, predicted, *, names=None, n: int = 5) -> list[tuple[str, str, int]]:
+    """The ``n`` most frequent (true label, predicted label, count) mistakes, most frequent first; ``names`` are the
+    labels in the matrix (default: those in ``true`` and ``predicted``)."""
+    from sklearn.metrics import confusion_matrix
+
+    true, predicted = np.asarray(true), np.asarray(predicted)
+    names = np.unique(np.concatenate([true, predicted])) if names is None else names
+    matrix = confusion_matrix(true, predicted, labels=names)
+    np.fill_diagonal(matrix, 0)
+    worst = np.dstack(np.unravel_index(np.argsort(matrix, axis=None)[::-1], matrix.shape))[0][:n]
+    return [(str(names[i]), str(names[j]), int(matrix[i, j])) for i, j in worst if matrix[i, j] > 0]
+
+
+def heldout_label_view(vectors: np.ndarray, labels, *, seeds: int = 5) -> dict[str, float]:
+    """Label metrics of held-out texts alone (nothing fitted on other data): KMeans V-measure at k = number of labels
+    (mean and std over ``seeds``) and leave-one-out 10-nearest-neighbour accuracy among them. {} without labels."""
+    from embtune.data.vectors import nearest_neighbors
+    from embtune.evaluation.clustering import cluster_metrics
+
+    if labels is None:
+        return {}
+    labels = np.asarray(labels)
+    n_classes = len(set(labels.tolist()))
+    if not 2 <= n_classes < len(vectors):
+        return {}
+    v = cluster_metrics(vectors, n_classes, seeds=seeds, labels=labels)["v_measure"]
+    _, codes = np.unique(labels, return_inverse=True)
+    vote_codes = codes[nearest_neighbors(vectors, 10)]
+    predicted = np.array([np.bincount(row, minlength=codes.max() + 1).argmax() for row in vote_codes])
+    return {"v_measure": float(np.mean(v)), "v_measure_std": float(np.std(v)),
+            "knn_accuracy": float(np.mean(predicted == codes))}

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import validate_data
 
-from embtune.tuners.base import TunerBase, as_float_tensor, make_adam, resolve_tuner_device, seeded_init, torch_generator
+from embtune.tuners.base import TunerBase, as_float_tensor
 from embtune.tuners.noise import check_kinds, corrupt
 
 
@@ -75,12 +74,7 @@ class AutoencoderTuner(TunerBase):
 
     def _setup(self, n_features: int) -> None:
         self.n_features_in_ = n_features
-        self.device_ = resolve_tuner_device(self.device)
-        self._generator = torch_generator(self.random_state)
-        with seeded_init(self._generator):
-            self.model_ = Autoencoder(n_features, self.hidden_dim, self.width)
-        self.model_.to(self.device_)
-        self.optimizer_ = make_adam(self.model_, self.learning_rate)
+        self._build(lambda: Autoencoder(n_features, self.hidden_dim, self.width))
 
     def fit(self, X, y=None):
         """Fit on vectors ``X`` (labels, if given, are ignored)."""
@@ -101,8 +95,7 @@ class AutoencoderTuner(TunerBase):
         index = np.arange(len(X))
         validation = None
         if self.n_iter_no_change is not None and len(X) >= 20:
-            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-            index, held_out = train_test_split(index, test_size=self.validation_fraction, random_state=seed)
+            index, held_out = self._validation_split(len(X), self.validation_fraction)
             validation = (as_float_tensor(X[held_out], self.device_),)
         self._run_epochs(loss, (as_float_tensor(X[index], self.device_),), generator, validation)
         return self

@@ -14,21 +14,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from embtune.nn.epochs import run_epochs
 from embtune.tuners.base import (
     TunerBase,
     as_float_tensor,
     check_no_missing_labels,
     float64_inference,
-    make_adam,
-    resolve_tuner_device,
-    seeded_init,
-    torch_generator,
 )
-from embtune.tuners.training import run_epochs
 
 
 class ContrastiveNetwork(torch.nn.Module):
@@ -108,12 +103,7 @@ class ContrastiveLearner(TunerBase):
 
     def _setup(self, n_features: int) -> None:
         self.n_features_in_ = n_features
-        self.device_ = resolve_tuner_device(self.device)
-        self._generator = torch_generator(self.random_state)
-        with seeded_init(self._generator):
-            self.network_ = ContrastiveNetwork(n_features, self.shape_out)
-        self.network_.to(self.device_)
-        self.optimizer_ = make_adam(self.network_, self.learning_rate)
+        self._build(lambda: ContrastiveNetwork(n_features, self.shape_out))
         self.history_: list[float] = []
 
     def _train(self, X1, X2, y, *, allow_early_stopping: bool) -> None:
@@ -128,8 +118,7 @@ class ContrastiveLearner(TunerBase):
         everything = np.arange(len(y))
         validation = None
         if allow_early_stopping and self.early_stopping and len(y) >= 10:
-            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self._generator))
-            everything, held_out = train_test_split(everything, test_size=self.validation_fraction, random_state=seed)
+            everything, held_out = self._validation_split(len(y), self.validation_fraction)
             validation = tensors(held_out)
         log = run_epochs(
             self.network_,

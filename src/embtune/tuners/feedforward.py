@@ -14,22 +14,17 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin
-from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from embtune.nn.epochs import TrainLog, run_epochs
 from embtune.tuners.base import (
     TunerBase,
     as_float_tensor,
     check_no_missing_labels,
     float64_inference,
-    make_adam,
-    resolve_tuner_device,
-    seeded_init,
-    torch_generator,
 )
-from embtune.tuners.training import TrainLog, run_epochs
 
 ACTIVATIONS = {"sigmoid": torch.nn.Sigmoid, "relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "gelu": torch.nn.GELU}
 AUTO_EARLY_STOPPING_MIN_SAMPLES = 1000  # below this a 10 % validation split is too small to steer by
@@ -139,12 +134,7 @@ class FeedForwardTuner(ClassifierMixin, TunerBase):
                 f"Unknown label type {target!r}: y must be class labels (1-D) or a 0/1 indicator matrix (2-D) for "
                 "multi-label"
             )
-        self.device_ = resolve_tuner_device(self.device)
-        self._generator = torch_generator(self.random_state)
-        with seeded_init(self._generator):
-            self.model_ = FeedForwardNetwork(X.shape[1], self.hidden_dim, len(self.classes_), self.activation)
-        self.model_.to(self.device_)
-        self.optimizer_ = make_adam(self.model_, self.learning_rate)
+        self._build(lambda: FeedForwardNetwork(X.shape[1], self.hidden_dim, len(self.classes_), self.activation))
         self.history_: list[float] = []
 
     def _loss_fn(self, y: np.ndarray):
@@ -171,8 +161,7 @@ class FeedForwardTuner(ClassifierMixin, TunerBase):
             n_val = max(1, int(round(self.validation_fraction * len(X))))
             if stratify is not None and n_val < len(np.unique(y)):
                 stratify = None
-            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self._generator))
-            train_idx, val_idx = train_test_split(np.arange(len(X)), test_size=n_val, random_state=seed, stratify=stratify)
+            train_idx, val_idx = self._validation_split(len(X), n_val, stratify=stratify)
             validation = (as_float_tensor(X[val_idx], self.device_), self._targets(y[val_idx]).to(self.device_))
             X, y = X[train_idx], y[train_idx]
         data = (as_float_tensor(X, self.device_), self._targets(y).to(self.device_))
@@ -275,10 +264,7 @@ class FeedForwardTuner(ClassifierMixin, TunerBase):
         self.history_ = state["history_"]
         self.n_epochs_ = state["n_epochs_"]
         self.best_epoch_ = state["best_epoch_"]
-        self.device_ = resolve_tuner_device(self.device)
-        self._generator = torch_generator(self.random_state)
-        self.model_ = FeedForwardNetwork(self.n_features_in_, self.hidden_dim, len(self.classes_), self.activation)
-        self.optimizer_ = make_adam(self.model_, self.learning_rate)
+        self._build(lambda: FeedForwardNetwork(self.n_features_in_, self.hidden_dim, len(self.classes_), self.activation))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import validate_data
 
 from embtune.data.vectors import nearest_neighbors
-from embtune.training.losses import info_nce_loss
-from embtune.tuners.base import TunerBase, as_float_tensor, make_adam, resolve_tuner_device, seeded_init, torch_generator
+from embtune.nn.losses import info_nce_loss
+from embtune.tuners.base import TunerBase, as_float_tensor
 from embtune.tuners.noise import check_kinds, corrupt
 
 
@@ -103,12 +102,7 @@ class InfoNCETuner(TunerBase):
 
     def _setup(self, n_features: int) -> None:
         self.n_features_in_ = n_features
-        self.device_ = resolve_tuner_device(self.device)
-        self._generator = torch_generator(self.random_state)
-        with seeded_init(self._generator):
-            self.model_ = ContrastiveModel(n_features, self.width, self.projection_dim)
-        self.model_.to(self.device_)
-        self.optimizer_ = make_adam(self.model_, self.learning_rate)
+        self._build(lambda: ContrastiveModel(n_features, self.width, self.projection_dim))
 
     def fit(self, X, y=None):
         """Fit on vectors ``X`` (labels, if given, are ignored)."""
@@ -143,9 +137,8 @@ class InfoNCETuner(TunerBase):
         index = torch.arange(len(X), device=self.device_)
         validation = None
         if self.n_iter_no_change is not None and len(X) >= 20:
-            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
             n_val = min(MAX_VALIDATION, max(2, int(round(self.validation_fraction * len(X)))))
-            train_idx, val_idx = train_test_split(np.arange(len(X)), test_size=n_val, random_state=seed)
+            train_idx, val_idx = self._validation_split(len(X), n_val)
             index, validation = index[train_idx], (index[val_idx],)
         self._run_epochs(loss, (index,), generator, validation)
         return self

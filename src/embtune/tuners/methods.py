@@ -32,6 +32,22 @@ METHODS = {
 }
 
 
+def check_method(method: str) -> TuneMethod:
+    """The method named ``method``, or an error listing them."""
+    if method not in METHODS:
+        raise EmbtuneError(f"--method {method!r}: use one of {', '.join(METHODS)}")
+    return METHODS[method]
+
+
+def check_labels(spec: TuneMethod, data) -> None:
+    """A method that learns from labels needs a corpus (``data``, a Corpus) that has them."""
+    if spec.needs_labels and data.labels is None:
+        raise EmbtuneError(
+            f"--method {spec.name} learns from labels, and {data.describe()}; pass --labels FIELD, "
+            "or use a label-free method (autoencoder, infonce)"
+        )
+
+
 def make_tuner(
     method: str,
     *,
@@ -48,9 +64,7 @@ def make_tuner(
     """
     from embtune import tuners
 
-    spec = METHODS.get(method)
-    if spec is None:
-        raise EmbtuneError(f"--method {method!r}: use one of {', '.join(METHODS)}")
+    spec = check_method(method)
     params: dict = {"random_state": random_state}
     if spec.epochs_param is None:
         given = [name for name, value in (("--epochs", epochs), ("--lr", learning_rate)) if value is not None]

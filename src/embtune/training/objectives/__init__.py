@@ -66,3 +66,14 @@ def make_objective(name: str, model, *, anchor: float | None = None, anchor_kind
 
         objective = AnchoredObjective(objective, weight=anchor, kind=anchor_kind)
     return objective
+
+
+def objective_params(objective: str, *, temperature: float | None = None, neighbors: int | None = None,
+                     clusters: int | None = None, refresh_every: int | None = None, denoise: bool = False,
+                     reconstruct: str | None = None, anchor: float | None = None) -> dict:
+    """The ``objective_params`` the finetune options mean for ``objective`` (only those given): ``neighbors`` is the
+    neighbors objective's k, ``clusters`` the k of pseudo / sccl; ``reconstruct`` the image autoencoder's target."""
+    params = {"temperature": temperature, "k": neighbors if objective == "neighbors" else clusters,
+              "refresh_every": refresh_every, "denoise": True if denoise else None, "target": reconstruct,
+              "anchor": anchor}
+    return {k: v for k, v in params.items() if v is not None}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from embtune.data.augment import TEXT_AUGMENTATIONS, augment_text
-from embtune.training.losses import info_nce_loss
+from embtune.nn.losses import info_nce_loss
 from embtune.training.objectives.base import Objective, duplicate_mask, embed
 
 

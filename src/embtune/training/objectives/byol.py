@@ -7,9 +7,9 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 
 from embtune.errors import EmbtuneError
+from embtune.nn.losses import byol_loss
 from embtune.training.objectives.image_heads import ImageObjective, ema_update, mlp_head
 
 
@@ -31,10 +31,6 @@ class BYOLObjective(ImageObjective):
         for p in list(self.target_encoder.parameters()) + list(self.target_projector.parameters()):
             p.requires_grad_(False)
 
-    @staticmethod
-    def _regression(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return (2 - 2 * F.cosine_similarity(prediction, target.detach(), dim=-1)).mean()
-
     def forward(self, model, batch):
         _, first, second = self.two_views(model, batch)
         h1, h2 = model(first), model(second)
@@ -45,4 +41,4 @@ class BYOLObjective(ImageObjective):
             ema_update(self.target_projector, self.projector, self.momentum)
             z1 = self.target_projector(self.target_encoder(first))
             z2 = self.target_projector(self.target_encoder(second))
-        return (self._regression(p1, z2) + self._regression(p2, z1)) / 2
+        return (byol_loss(p1, z2) + byol_loss(p2, z1)) / 2

@@ -4,8 +4,8 @@ pair scored lower; log(1 + sum exp(scale * (cos_low - cos_high)))."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from embtune.nn.losses import cosent_loss
 from embtune.training.objectives.base import Objective, embed
 
 
@@ -22,9 +22,4 @@ class CoSENTObjective(Objective):
     def forward(self, model, batch):
         first, second, scores = zip(*batch)
         a, b = embed(model, list(first)), embed(model, list(second))
-        cos = F.cosine_similarity(a, b) * self.scale
-        target = torch.tensor(scores, dtype=cos.dtype, device=cos.device)
-        diff = cos.unsqueeze(0) - cos.unsqueeze(1)  # diff[i, j] = cos_j - cos_i
-        higher = target.unsqueeze(1) > target.unsqueeze(0)  # pair i scored above pair j
-        diff = diff.masked_fill(~higher, float("-inf"))
-        return torch.logsumexp(torch.cat([torch.zeros(1, device=cos.device), diff.flatten()]), dim=0)
+        return cosent_loss(a, b, torch.tensor(scores), scale=self.scale)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 
 
-from embtune.training.losses import info_nce_loss
+from embtune.nn.losses import info_nce_loss
 from embtune.training.objectives.base import Objective, duplicate_mask, embed
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from embtune.nn.losses import mnrl_loss
 from embtune.training.objectives.base import Objective, embed
 
 
@@ -23,13 +24,9 @@ class MultipleNegativesRankingObjective(Objective):
         anchors = [item[0] for item in batch]
         candidates = [item[1] for item in batch]
         hard = [item[2] for item in batch if len(item) > 2 and item[2]]
-        a = F.normalize(embed(model, anchors), dim=-1)
-        self.original_embeddings = a
-        c = F.normalize(embed(model, candidates + hard), dim=-1)
-        logits = a @ c.T / self.temperature
+        a = embed(model, anchors)
+        self.original_embeddings = F.normalize(a, dim=-1)
         # candidate j (j != i) is a false negative for anchor i when it is the same text as i's positive
         texts = candidates + hard
-        same = torch.tensor([[texts[j] == candidates[i] and j != i for j in range(len(texts))] for i in range(len(a))],
-                            device=logits.device)
-        logits = logits.masked_fill(same, float("-inf"))
-        return F.cross_entropy(logits, torch.arange(len(a), device=logits.device))
+        same = torch.tensor([[texts[j] == candidates[i] and j != i for j in range(len(texts))] for i in range(len(a))])
+        return mnrl_loss(a, embed(model, texts), temperature=self.temperature, false_negatives=same)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from embtune.errors import EmbtuneError
+from embtune.nn.losses import moco_loss
 from embtune.training.objectives.image_heads import ImageObjective, ema_update, mlp_head
 
 
@@ -37,9 +38,7 @@ class MoCoObjective(ImageObjective):
         return F.normalize(self.key_projector(self.key_encoder(images)), dim=-1)
 
     def _contrast(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        negatives = self.queue[: int(self.queue_filled)]
-        logits = queries @ torch.cat([keys, negatives]).T / self.temperature
-        return F.cross_entropy(logits, torch.arange(len(queries), device=queries.device))
+        return moco_loss(queries, keys, self.queue[: int(self.queue_filled)], temperature=self.temperature)
 
     @torch.no_grad()
     def _enqueue(self, keys: torch.Tensor) -> None:

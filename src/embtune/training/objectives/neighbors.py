@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from embtune.data.vectors import nearest_neighbors
-from embtune.training.losses import info_nce_loss
+from embtune.nn.losses import info_nce_loss
 from embtune.training.objectives.base import Objective, embed, encode_frozen, item_text, text_index
 
 

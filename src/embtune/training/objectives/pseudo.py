@@ -15,7 +15,7 @@ from sklearn.cluster import KMeans
 
 from embtune.data.vectors import l2_normalize
 from embtune.evaluation.clustering import choose_k
-from embtune.training.losses import info_nce_loss
+from embtune.nn.losses import info_nce_loss
 from embtune.training.objectives.base import Objective, embed, encode_frozen, item_text, text_index
 
 

@@ -3,7 +3,7 @@ InfoNCE (temperature 0.1), symmetric, in-batch negatives. The head is dropped at
 
 from __future__ import annotations
 
-from embtune.training.losses import info_nce_loss
+from embtune.nn.losses import info_nce_loss
 from embtune.training.objectives.image_heads import ImageObjective, mlp_head
 
 

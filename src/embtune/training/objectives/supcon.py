@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from embtune.training.losses import info_nce_loss
+from embtune.nn.losses import supcon_loss
 from embtune.training.objectives.base import Objective, embed
 
 
@@ -45,6 +45,4 @@ class SupervisedContrastiveObjective(Objective):
         texts, positives, labels = batch
         a, b = embed(model, texts), embed(model, positives)
         self.original_embeddings = a
-        labels = labels.to(a.device)
-        same = labels.view(-1, 1) == labels.view(1, -1)
-        return info_nce_loss(a, b, temperature=self.temperature, mask=same)
+        return supcon_loss(a, b, labels, temperature=self.temperature)

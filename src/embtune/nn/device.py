@@ -1,4 +1,6 @@
-"""Choosing the torch device: ``auto`` means the GPU when torch sees one, else the CPU."""
+"""The one device resolver: ``auto`` means the GPU (CUDA or Apple MPS) when torch sees one, else the CPU.
+
+Encoders, tuners, training and the classifiers all call it, so ``--device`` means the same everywhere."""
 
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ def resolve_device(device: str = "auto") -> str:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return "mps"
         return "cpu"
-    if device == "cpu":
-        return "cpu"
+    if device in ("cpu", "meta"):  # meta: shapes only (load_tuner checks a saved tuner's shapes on it)
+        return device
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             build = "a CPU-only build of torch" if torch.version.cuda is None else f"CUDA {torch.version.cuda} but no GPU visible"

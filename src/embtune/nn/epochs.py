@@ -1,4 +1,4 @@
-"""The one small loop the tuners share: mini-batches over in-memory tensors, early stopping, keep-best.
+"""The one small loop the tuners and the TextCNN classifier share: mini-batches over in-memory tensors, early stopping, keep-best.
 
 Tuners train on arrays that fit in memory, so this is not training/trainer.py (which streams a corpus through a
 transformer, checkpoints and resumes); it is the inner loop of a scikit-learn estimator, kept in one place.
