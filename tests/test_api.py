@@ -9,13 +9,17 @@ import embtune
 from embtune.errors import EmbtuneError
 
 
-def test_verbs_stay_callable_after_layer_packages_are_imported():
-    import embtune.evaluation.clustering  # noqa: F401  (the package shares the verb's name)
+def test_verbs_are_functions_and_packages_are_nouns():
+    """The verbs (embtune.evaluate, embtune.finetune) are the public functions whatever has been imported; the
+    packages that hold the work are named as nouns, so no import can shadow a verb."""
+    import inspect
 
-    assert callable(embtune.evaluate) and callable(embtune.encode)
-    from embtune.evaluation import evaluate_vectors
+    import embtune.evaluation.clustering  # noqa: F401
+    import embtune.training.trainer as trainer
 
-    assert callable(evaluate_vectors)
+    for verb in ("encode", "evaluate", "tune", "finetune", "auto"):
+        assert inspect.isfunction(getattr(embtune, verb)) and getattr(embtune, verb).__module__ == "embtune", verb
+    assert inspect.ismodule(trainer) and trainer.__name__ == "embtune.training.trainer"
 
 
 def test_encode_texts_and_file_agree(tiny_model, tmp_path):

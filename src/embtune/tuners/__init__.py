@@ -5,7 +5,7 @@ Names load lazily so that importing embtune stays fast.
 
 from __future__ import annotations
 
-import importlib
+from embtune.lazy import lazy_exports
 
 _EXPORTS = {
     "FeedForwardTuner": "feedforward",
@@ -21,10 +21,4 @@ _EXPORTS = {
     "make_tuner": "methods",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
