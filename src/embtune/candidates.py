@@ -163,12 +163,12 @@ def run_finetune(spec: CandidateSpec, ctx: AutoContext, folder: Path, minutes: f
     return held, {"steps": run.steps, "stopped": run.stopped}
 
 
-CANDIDATE_COLUMNS = ["candidate", "status", "criterion", "silhouette", "stability", "eff. rank", "spread", "seconds"]
-LABEL_COLUMNS = ["V (labels)*", "kNN (labels)*"]
+CANDIDATE_COLUMNS = ["candidate", "status", "criterion", "sil", "stab", "rank", "spread", "secs"]
+LABEL_COLUMNS = ["V (lab)", "kNN (lab)"]
 
 
-def _cell(row: dict, key: str, fmt: str) -> str:
-    return format(row[key], fmt) if key in row else ""
+def _cell(row: dict, key: str, fmt: str, scale: float = 1.0) -> str:
+    return format(scale * row[key], fmt) if key in row else ""
 
 
 def candidate_table(result: AutoResult) -> tuple[list[str], list[list[str]], str]:
@@ -176,20 +176,20 @@ def candidate_table(result: AutoResult) -> tuple[list[str], list[list[str]], str
     header = CANDIDATE_COLUMNS + (LABEL_COLUMNS if result.labels_reported else [])
     rows = []
     for r in result.candidates:
-        cells = [r["name"] + ("  ← chosen" if r.get("chosen") else ""), r.get("status", ""),
-                 f"{r['score']:.4f} ± {r['std']:.4f}" if "score" in r else "", _cell(r, "silhouette", ".4f"),
-                 _cell(r, "stability", ".3f"), _cell(r, "effective_rank", ".1f"), _cell(r, "spread", ".3f"),
+        cells = [("→ " if r.get("chosen") else "") + r["name"], r.get("status", ""),
+                 f"{r['score']:.4f}±{r['std']:.4f}" if "score" in r else "", _cell(r, "silhouette", ".3f"),
+                 _cell(r, "stability", ".2f"), _cell(r, "effective_rank", ".0f"), _cell(r, "spread", ".3f"),
                  f"{r.get('seconds', 0):.0f}"]
         if result.labels_reported:
-            cells.append(f"{100 * r['v_measure']:.2f} ± {100 * r['v_measure_std']:.2f}" if "v_measure" in r else "")
-            cells.append(f"{100 * r['knn_accuracy']:.2f}" if "knn_accuracy" in r else "")
+            cells.append(f"{100 * r['v_measure']:.1f}±{100 * r['v_measure_std']:.1f}" if "v_measure" in r else "")
+            cells.append(_cell(r, "knn_accuracy", ".1f", 100))
         rows.append(cells)
-    caption = (f"criterion = KMeans(k={result.k}) cosine silhouette x stability (mean ARI between seeds), mean ± std "
-               f"over seeds, on the {result.n_heldout} held-out texts; a candidate whose effective rank or spread fell "
-               "below a quarter of the base model's is rejected as collapsed; the winner must beat the base model by "
-               "more than the noise."
-               + (" * Labels were used only for the last two columns (V-measure; leave-one-out 10-NN accuracy among the "
-                  "held-out texts, x100), never to choose." if result.labels_reported else ""))
+    caption = (f"→ marks the choice. criterion: KMeans(k={result.k}) cosine silhouette (sil) x stability (stab, mean "
+               f"ARI between seeds), mean±std over seeds, on the {result.n_heldout} held-out texts; rank: effective "
+               "rank, spread: 1 - mean cosine; a candidate whose rank or spread fell below a quarter of the base "
+               "model's is rejected as collapsed; the winner must beat the base model by more than the noise."
+               + (" V (lab), kNN (lab): V-measure and leave-one-out 10-NN accuracy (x100) against the held-out labels, "
+                  "shown to check the choice, never used to make it." if result.labels_reported else ""))
     return header, rows, caption
 
 

@@ -90,6 +90,33 @@ def _views(model, items: list[str], rng: np.random.Generator):
     return tuple(tf.constant(v.permute(0, 2, 3, 1).numpy()) for v in (first, second))
 
 
+def _autoencoder_head(model, items: list[str], bottleneck: int, seed: int) -> tuple[list, np.ndarray]:
+    """The autoencoder objective's dense bottleneck + decoder variables, and its targets: the base model's vectors."""
+    tf = model.tf
+    initializer = tf.keras.initializers.GlorotUniform(seed=seed)
+    extra = [tf.Variable(initializer((model.dim, bottleneck)), name="bottleneck_w"),
+             tf.Variable(tf.zeros([bottleneck]), name="bottleneck_b"),
+             tf.Variable(initializer((bottleneck, model.dim)), name="decoder_w"),
+             tf.Variable(tf.zeros([model.dim]), name="decoder_b")]
+    return extra, model.encode(items)
+
+
+def _rebuild_loss(model, batch: list[str], extra: list, targets: np.ndarray):
+    """Mean squared error of the bottleneck's rebuild of the base vectors (inside the caller's GradientTape)."""
+    tf = model.tf
+    z = model(model.inputs(batch), training=True)
+    hidden = tf.nn.relu(tf.matmul(z, extra[0]) + extra[1])
+    rebuilt = tf.matmul(hidden, extra[2]) + extra[3]
+    return tf.reduce_mean(tf.square(rebuilt - tf.constant(targets)))
+
+
+def _collapsed(metrics: dict, initial: dict, ratio: float) -> bool:
+    """The trainer's collapse rule: spread or effective rank below ``ratio`` of the start (0 turns it off)."""
+    spread, rank = 1 - metrics["mean_cosine"], metrics["effective_rank"]
+    return bool(ratio) and (spread < ratio * (1 - initial.get("mean_cosine", 0.0))
+                            or rank < ratio * initial.get("effective_rank", 0.0))
+
+
 def finetune_tf(
     path: Path,
     items: list[str],
@@ -120,15 +147,7 @@ def finetune_tf(
             "its trainable tags), so there is nothing to fine-tune; embtune can still encode, evaluate and tune on it"
         )
     tf.random.set_seed(config.seed)
-    extra = []
-    targets = None
-    if objective == "autoencoder":
-        initializer = tf.keras.initializers.GlorotUniform(seed=config.seed)
-        extra = [tf.Variable(initializer((model.dim, bottleneck)), name="bottleneck_w"),
-                 tf.Variable(tf.zeros([bottleneck]), name="bottleneck_b"),
-                 tf.Variable(initializer((bottleneck, model.dim)), name="decoder_w"),
-                 tf.Variable(tf.zeros([model.dim]), name="decoder_b")]
-        targets = model.encode(items)  # the base model's vectors: what the bottleneck must rebuild
+    extra, targets = _autoencoder_head(model, items, bottleneck, config.seed) if objective == "autoencoder" else ([], None)
     trained = variables + extra
     optimizer = _Adam(tf, trained)
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -184,10 +203,7 @@ def finetune_tf(
                 loss = _info_nce(tf, model(first, training=True), model(second, training=True), temperature,
                                  batch if model.modality == "text" else None)
             else:
-                z = model(model.inputs(batch), training=True)
-                hidden = tf.nn.relu(tf.matmul(z, extra[0]) + extra[1])
-                rebuilt = tf.matmul(hidden, extra[2]) + extra[3]
-                loss = tf.reduce_mean(tf.square(rebuilt - tf.constant(targets[pick])))
+                loss = _rebuild_loss(model, batch, extra, targets[pick])
         value = float(loss.numpy())
         if not math.isfinite(value):
             raise TrainingStopped(f"the loss became {value} at step {step + 1}; the last good checkpoint is "
@@ -206,9 +222,7 @@ def finetune_tf(
             metrics = watch()
             history.append({"step": step, "metrics": metrics})
             log.info("step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-            spread, rank = 1 - metrics["mean_cosine"], metrics["effective_rank"]
-            if config.collapse_ratio and (spread < config.collapse_ratio * (1 - initial.get("mean_cosine", 0.0))
-                                          or rank < config.collapse_ratio * initial.get("effective_rank", 0.0)):
+            if _collapsed(metrics, initial, config.collapse_ratio):
                 history[-1]["collapsed"] = True
                 stopped = "collapse"
                 checkpoint.restore(manager.latest_checkpoint)  # back to the last healthy weights

@@ -170,12 +170,7 @@ def train(
 
     >>> result = train(model, AugmentObjective(), texts, TrainConfig(max_steps=100), checkpoint_dir=Path("out/ckpt"))
     """
-    if not items:
-        raise EmbtuneError("nothing to train on: the training set is empty")
-    if config.early_stopping_metric and config.early_stopping_metric not in METRIC_INFO:
-        raise EmbtuneError(f"--early-stopping {config.early_stopping_metric!r}: use one of {', '.join(METRIC_INFO)}")
-    if config.early_stopping_metric and eval_set is None:
-        raise EmbtuneError("early stopping needs a held-out evaluation set")
+    _check_run(items, config, eval_set)
     device = str(next(model.parameters()).device)
     total = config.total_steps(len(items))
     eval_every = config.eval_every or max(1, total // 10)
@@ -235,30 +230,14 @@ def train(
         with autocast:
             loss = objective(model, batch)
         if not torch.isfinite(loss):
-            last = latest_checkpoint(checkpoint_dir)
-            where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
-            raise TrainingStopped(
-                f"the loss became {loss.item()} at step {state.step + 1}; {where}. Lower --lr (now "
-                f"{config.learning_rate:g}) or check the data"
-            )
+            _stop_on_non_finite(loss, state.step + 1, config, checkpoint_dir)
         scaled = loss / config.grad_accum
         (scaler.scale(scaled) if scaler else scaled).backward()
         micro += 1
         if micro % config.grad_accum:
             continue
 
-        parameters = [p for g in optimizer.param_groups for p in g["params"]]
-        distributed.average_gradients(parameters)
-        if scaler:
-            scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
-        if scaler:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        _optimizer_step(optimizer, scheduler, scaler, config.max_grad_norm)
         state.step += 1
         state.losses.append([state.step, round(float(loss.detach()), 6)])
         state.seconds = time.perf_counter() - started
@@ -277,17 +256,55 @@ def train(
         if state.step % checkpoint_every == 0 or state.step == total or new_best or stopped != "finished":
             checkpoint()
 
-    kept = state.step
-    if stopped == "collapse":
-        kept = _restore_healthy(model, objective, checkpoint_dir, state)
-    elif config.early_stopping_metric and state.best_step is not None and state.best_step != state.step:
-        folder = checkpoint_for_step(checkpoint_dir, state.best_step)
-        if folder is not None:
-            load_weights(folder, model, objective)
-            kept = state.best_step
+    kept = _keep_weights(model, objective, checkpoint_dir, state, config, stopped)
     model.eval()
     return TrainResult(steps=state.step, stopped=stopped, kept_step=kept, seconds=state.seconds,
                        history=state.history, losses=state.losses, initial=initial)
+
+
+def _check_run(items: list, config: TrainConfig, eval_set: EvalSet | None) -> None:
+    if not items:
+        raise EmbtuneError("nothing to train on: the training set is empty")
+    if config.early_stopping_metric and config.early_stopping_metric not in METRIC_INFO:
+        raise EmbtuneError(f"--early-stopping {config.early_stopping_metric!r}: use one of {', '.join(METRIC_INFO)}")
+    if config.early_stopping_metric and eval_set is None:
+        raise EmbtuneError("early stopping needs a held-out evaluation set")
+
+
+def _stop_on_non_finite(loss: torch.Tensor, step: int, config: TrainConfig, checkpoint_dir: Path) -> None:
+    last = latest_checkpoint(checkpoint_dir)
+    where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+    raise TrainingStopped(f"the loss became {loss.item()} at step {step}; {where}. Lower --lr (now "
+                          f"{config.learning_rate:g}) or check the data")
+
+
+def _optimizer_step(optimizer, scheduler, scaler, max_grad_norm: float) -> None:
+    """Average the gradients across processes, unscale, clip, step the optimizer and the schedule, clear."""
+    parameters = [p for g in optimizer.param_groups for p in g["params"]]
+    distributed.average_gradients(parameters)
+    if scaler:
+        scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _keep_weights(model, objective, checkpoint_dir: Path, state: TrainState, config: TrainConfig, stopped: str) -> int:
+    """Load the weights the run keeps (the last healthy ones after a collapse, the best evaluation's with early
+    stopping, else the current ones); returns their step."""
+    if stopped == "collapse":
+        return _restore_healthy(model, objective, checkpoint_dir, state)
+    if config.early_stopping_metric and state.best_step is not None and state.best_step != state.step:
+        folder = checkpoint_for_step(checkpoint_dir, state.best_step)
+        if folder is not None:
+            load_weights(folder, model, objective)
+            return state.best_step
+    return state.step
 
 
 def _after_eval(model, eval_set: EvalSet, config: TrainConfig, state: TrainState, initial: dict) -> str:
