@@ -74,6 +74,7 @@ def _real_model():
     return SentenceTransformer(str(resolve_model("all-MiniLM-L6-v2").path), device="cpu")
 
 
+@pytest.mark.slow
 def test_criterion_scores_collapsed_and_random_models_below_the_base_model(demo_texts):
     k = len(demo_texts) // 10
     model = _real_model()
@@ -121,6 +122,7 @@ def _auto(corpus, out, model, **options):
                         budget_minutes=10, seeds=3, show_progress=False, **options)
 
 
+@pytest.mark.slow
 def test_auto_writes_the_table_the_choice_and_the_report(tiny_model, corpus_file, tmp_path, caplog, monkeypatch):
     import embtune.auto_select as auto_select
 
@@ -145,18 +147,19 @@ def test_auto_writes_the_table_the_choice_and_the_report(tiny_model, corpus_file
     assert result.n_fit + result.n_heldout == 500 and result.n_heldout == 100
     assert (tmp_path / "auto" / "report.html").is_file()
     assert not (tmp_path / "auto" / "candidates").exists()  # dropped unless --keep-candidates
-    if result.chosen == "base":
-        assert result.model_path is None and not (tmp_path / "auto" / "model").exists()
-    else:
-        assert result.model_path == tmp_path / "auto" / "model"
-        vectors = embtune.encode(["where is my card?"], model=str(tiny_model), tuner=result.model_path) \
-            if result.chosen.startswith("tuner:") else embtune.encode(["where is my card?"], model=str(result.model_path))
-        assert vectors.shape[0] == 1 and np.isfinite(vectors).all()
+    # Measured: criterion 0.06 for the autoencoder vs 0.03 for the base and 0.04 for the next candidate (seeded, so the
+    # same on every run; the margin is far beyond float differences between CPUs).
+    assert result.chosen == "tuner:autoencoder" and result.model_path == tmp_path / "auto" / "model"
+    vectors = embtune.encode(["where is my card?"], model=str(tiny_model), tuner=result.model_path)
+    from embtune.tuners import AutoencoderTuner
+
+    assert vectors.shape == (1, AutoencoderTuner().hidden_dim) and np.isfinite(vectors).all()  # the tuner's code layer
     # A second run into the same folder must be asked for.
     with pytest.raises(embtune.EmbtuneError, match="--overwrite"):
         _auto(corpus_file, tmp_path / "auto", tiny_model)
 
 
+@pytest.mark.slow
 def test_labels_never_change_the_choice(tiny_model, corpus_file, tmp_path, demo_rows):
     rows = [json.loads(line) for line in corpus_file.read_text().splitlines()]
     shuffled = np.random.default_rng(0).permutation([r["label"] for r in rows])
@@ -181,6 +184,7 @@ def test_a_spent_budget_skips_candidates_and_keeps_the_base_model(tiny_model, co
     assert "no candidate could be scored" in result.reason
 
 
+@pytest.mark.slow
 def test_cli_auto_json_and_clear_errors(tiny_model, corpus_file, tmp_path):
     runner = CliRunner()
     bad = runner.invoke(app, ["auto", str(corpus_file), "-o", str(tmp_path / "x"), "--candidates", "tuner:nope"])
@@ -193,4 +197,6 @@ def test_cli_auto_json_and_clear_errors(tiny_model, corpus_file, tmp_path):
     table = runner.invoke(app, ["auto", str(corpus_file), "-o", str(tmp_path / "y"), "--model", str(tiny_model),
                                 "--candidates", "tuner:autoencoder", "--overwrite", "--quiet"])
     assert table.exit_code == 0, table.output
-    assert "tuner:autoencoder" in table.stdout and ("kept the base model" in table.stdout or "chose" in table.stdout)
+    # the printed verdict is the one auto.json holds
+    said = ("kept the base model" if payload["chosen"] == "base" else f"chose {payload['chosen']}")
+    assert "tuner:autoencoder" in table.stdout and said in table.stdout, table.stdout

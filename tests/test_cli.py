@@ -33,6 +33,7 @@ BAD_INPUTS = {
 
 @pytest.mark.parametrize("command", ["encode", "evaluate"])
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+@pytest.mark.slow
 def test_bad_corpus_gives_one_line_error_and_exit_1(tmp_path, case, command):
     content, expected = BAD_INPUTS[case]
     corpus = tmp_path / "corpus.jsonl"
@@ -47,12 +48,14 @@ def test_bad_corpus_gives_one_line_error_and_exit_1(tmp_path, case, command):
     assert not (tmp_path / "v.npy").exists()
 
 
+@pytest.mark.slow
 def test_nonexistent_path(tmp_path):
     result = embtune("evaluate", str(tmp_path / "missing.jsonl"))
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: {tmp_path / 'missing.jsonl'}: no such file"
 
 
+@pytest.mark.slow
 def test_unknown_model_name(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text("hello\n")
@@ -62,6 +65,7 @@ def test_unknown_model_name(tmp_path):
     assert len(lines) == 1 and "--model no-such-model-xyz" in lines[0] and "never downloads" in lines[0]
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(tmp_path):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("{broken\n")

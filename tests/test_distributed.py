@@ -16,6 +16,9 @@ from embtune.training.distributed import average_gradients, shard_and_gather
 from embtune.nn.losses import info_nce_loss
 
 
+pytestmark = pytest.mark.slow  # torchrun subprocesses
+
+
 def _toy_problem():
     torch.manual_seed(0)
     model = torch.nn.Linear(6, 4)

@@ -117,6 +117,7 @@ def test_interrupted_file_encode_keeps_committed_batches_in_cache(tiny_model, tm
     np.testing.assert_allclose(np.load(tmp_path / "v.npy")[:5], real_encode([f"text number {i} about a card" for i in range(5)]), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_minilm_vectors_equal_plain_sentence_transformers(demo_rows):
     from sentence_transformers import SentenceTransformer
 

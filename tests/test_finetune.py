@@ -150,6 +150,7 @@ def test_early_stopping_restores_the_best_evaluation(tiny_model, texts, tmp_path
         assert torch.equal(a, b), name
 
 
+@pytest.mark.slow
 def test_time_budget_stops_and_exports(tiny_model, texts, tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n".join(texts))
@@ -159,6 +160,7 @@ def test_time_budget_stops_and_exports(tiny_model, texts, tmp_path):
     assert (tmp_path / "out" / "modules.json").is_file()
 
 
+@pytest.mark.slow
 def test_export_loads_in_plain_sentence_transformers_with_identical_vectors(tiny_model, texts, tmp_path):
     from sentence_transformers import SentenceTransformer
 
@@ -197,6 +199,7 @@ def _finetune_command(corpus, model, out, *extra):
             "--checkpoint-every", "10", "--eval-every", "80", "--seed", "3", "-q", *extra]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(tiny_model, texts, tmp_path):
     from safetensors.torch import load_file
 

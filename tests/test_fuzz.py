@@ -32,6 +32,9 @@ from embtune.data.resumable import ResumableVectorWriter, ids_path_for
 from embtune.data.vectors import NpyStreamWriter
 from embtune.errors import EmbtuneError
 
+pytestmark = pytest.mark.slow  # thousands of generated files
+
+
 SCALE = float(os.environ.get("EMBTUNE_FUZZ_SCALE", "1"))
 EXAMPLES = {  # per target, in one `make test` run (x EMBTUNE_FUZZ_SCALE)
     "random_bytes": 300, "json_rows": 200, "csv_rows": 150, "shard_folders": 100, "pair_files": 200,

@@ -17,6 +17,9 @@ from embtune.encoders.multiprocess import ProcessPoolEncoder
 from embtune.errors import EmbtuneError
 
 
+pytestmark = pytest.mark.slow  # worker processes
+
+
 def test_two_processes_give_the_vectors_of_one_in_order(tiny_model, demo_rows):
     texts = [r["text"] for r in demo_rows[:150]]
     texts[10] = texts[3]  # a duplicate

@@ -52,6 +52,7 @@ def test_backend_errors_are_clear(tiny_model):
         load_encoder(str(tiny_model), backend="onnx").module()
 
 
+@pytest.mark.slow
 def test_cli_encode_with_onnx_int8_on_minilm(tmp_path, demo_rows):
     """The real model: per-channel int8 keeps MiniLM's vectors (mean cosine >= 0.99, the refusal threshold)."""
     from typer.testing import CliRunner

@@ -15,6 +15,9 @@ from embtune.training.objectives import make_objective, objective_class
 from embtune.training.objectives.base import encode_frozen
 from embtune.training.trainer import TrainConfig, train
 
+pytestmark = pytest.mark.slow  # full fine-tunes of a small model until the clusters sharpen
+
+
 TOPICS = (
     "card lost stolen blocked pin frozen replace expired",
     "transfer account recipient pending sent arrived bank iban",

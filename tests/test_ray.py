@@ -16,6 +16,9 @@ from embtune.encoders.ray_encode import encode_with_ray  # noqa: E402
 from embtune.errors import EmbtuneError  # noqa: E402
 
 
+pytestmark = pytest.mark.slow  # a Ray cluster
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     import ray

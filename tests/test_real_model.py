@@ -11,6 +11,9 @@ import embtune
 from conftest import shared_data
 from embtune.cli import app
 
+pytestmark = pytest.mark.slow  # the shipped model on real data (the demo, STS-B)
+
+
 MTEB_STSB_MINILM = 0.8203  # MTEB's published STS-B test cosine Spearman for all-MiniLM-L6-v2
 
 

@@ -202,6 +202,7 @@ def test_exported_model_files_have_a_plain_files_mode(tiny_model, tmp_path, demo
 # -- shard folders --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_readme_beside_the_shards_is_skipped_and_listed(tiny_model, tmp_path, caplog):
     shards = tmp_path / "shards"
     shards.mkdir()
@@ -230,6 +231,7 @@ def test_equally_many_files_of_two_formats_are_refused_and_a_pattern_picks(tiny_
 # -- one run per output ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_encode_of_the_same_output_says_who_holds_it(tiny_model, tmp_path, demo_rows):
     data = corpus(tmp_path / "c.jsonl", demo_rows)
     work = tmp_path / "v.npy.partial"
@@ -254,6 +256,7 @@ def test_a_second_tune_into_the_same_folder_is_refused_while_the_first_runs(tiny
     assert result.exit_code == 1 and "another embtune run" in error_line(result)
 
 
+@pytest.mark.slow
 def test_a_torn_partial_is_started_over_with_one_warning(tiny_model, tmp_path, demo_rows):
     from embtune.data.resumable import ResumableVectorWriter
     from embtune.encoders import load_encoder
@@ -306,6 +309,7 @@ def test_a_read_only_output_folder_fails_at_once_with_the_path(tiny_model, tmp_p
         assert str(folder) in error_line(result) and "Read-only file system" in error_line(result)
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_with_the_path_and_leaves_a_resumable_run(tiny_model, tmp_path, demo_rows, tmpfs):
     data = corpus(tmp_path / "c.jsonl", demo_rows, 400)
     folder = tmpfs("full", size="16k")
@@ -487,6 +491,7 @@ def test_a_negative_cache_limit_is_refused_and_cache_clear_still_works(tmp_path,
 # -- output the user reads ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_json_output_is_valid_json_with_null_and_a_reason_for_undefined_numbers(tiny_model, tmp_path, demo_rows):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"text1": f"a {i}", "text2": f"b {i}", "score": 3.0}) + "\n" for i in range(20)))
@@ -499,6 +504,7 @@ def test_json_output_is_valid_json_with_null_and_a_reason_for_undefined_numbers(
     assert "every pair has the same gold score" in result.stderr
 
 
+@pytest.mark.slow
 def test_quiet_shows_no_library_warnings(tiny_model, tmp_path):
     data = tmp_path / "c.jsonl"
     data.write_text("".join(json.dumps({"text": "same text", "label": str(i % 2)}) + "\n" for i in range(30)))

@@ -133,6 +133,7 @@ def test_bad_input_mid_corpus_leaves_nothing_to_resume(tiny_model, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl"]
 
 
+@pytest.mark.slow
 def test_sigkilled_cli_encode_resumes_to_the_same_vectors(tiny_model, tmp_path):
     """A real crash: the CLI process is SIGKILLed mid-encode, run again, and must equal an uninterrupted encode."""
     corpus = tmp_path / "c.jsonl"

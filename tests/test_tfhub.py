@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # TensorFlow
+
+
 tf = pytest.importorskip("tensorflow", reason="TF Hub support is the optional extra embtune[tf] (installed by make test)")
 hub = pytest.importorskip("tensorflow_hub")
 

