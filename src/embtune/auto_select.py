@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from embtune.candidates import (  # noqa: F401  (the names `embtune.auto_select` has always offered)
+from embtune.candidates import (  # the names `embtune.auto_select` has always offered, too
     CANDIDATES,
     DEFAULT_CANDIDATES,
     AutoContext,
@@ -39,6 +39,9 @@ from embtune.errors import EmbtuneError
 from embtune.outputs import writes_output_folder
 
 log = logging.getLogger(__name__)
+
+__all__ = ["AUTO_FILE", "CANDIDATES", "DEFAULT_CANDIDATES", "AutoResult", "CandidateSpec", "auto", "candidate_table",
+           "parse_candidates"]
 
 AUTO_FILE = "auto.json"
 MIN_TEXTS = 100  # below this a held-out part is too small to tell candidates apart
