@@ -18,7 +18,8 @@ Usage: .venv/bin/python bench/suite.py [--sets banking77,hwu64,...] [METHOD ...]
        METHOD is JSON: {"method": "spectral", "n_components": 64} (a tuner; its parameters), {"objective": "augment",
        "max_steps": 300} (a fine-tune; embtune.finetune options), or {"auto": {"budget_minutes": 6}} (embtune.auto
        options). Default: the spectral and neighbourhood tuners with their defaults.
-       Writes bench/results/suite.json (every row, appended per run) and bench/results/suite.md (this run's table).
+       Writes bench/results/suite.json (every row, appended per run) and bench/results/suite.md (this run's table);
+       --summary prints the table over every run so far (methods scored in different runs compete in it).
 """
 
 from __future__ import annotations
@@ -195,11 +196,19 @@ def main() -> None:
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated; default: all six")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--finetune-texts", type=int, default=6000, help="train texts a fine-tune or auto learns from")
+    parser.add_argument("--summary", action="store_true",
+                        help="run nothing: the table and leave-one-set-out over every row in suite.json (latest per "
+                             "set and method), so methods scored in different runs compete")
     args = parser.parse_args()
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    if args.summary:
+        runs = json.loads((RESULTS / "suite.json").read_text()) if (RESULTS / "suite.json").is_file() else []
+        latest = {(r["set"], r["method"]): r for run in runs for r in run["rows"]}
+        print(summary(list(latest.values()), sets)[0])
+        return
 
     from embtune.data.pairs import read_pairs
 
-    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     specs = [json.loads(m) for m in args.methods]
     stsb = read_pairs(SHARED / "stsb" / "test.jsonl")
     rows, began = [], time.perf_counter()
