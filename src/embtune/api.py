@@ -205,8 +205,10 @@ def evaluate(
     >>> result.metrics["v_measure"]
     """
     start = time.perf_counter()
-    if seeds < 1 or (k is not None and k < 2):
-        raise EmbtuneError(f"--seeds must be at least 1 (got {seeds})" if seeds < 1 else f"--k must be at least 2 (got {k})")
+    if seeds < 1:
+        raise EmbtuneError(f"--seeds must be at least 1 (got {seeds})")
+    if k is not None and k < 2:
+        raise EmbtuneError(f"--k must be at least 2 (got {k})")
     if vectors is not None and (test is not None or pairs is not None):
         raise EmbtuneError("--vectors cannot be combined with --test or --pairs (they need a model); give --model instead")
     data = load_corpus(corpus, text_field, label_field, use_labels, sample=None if vectors is not None else sample, seed=seed)
@@ -380,7 +382,7 @@ def finetune(corpus: str | Path, *, objective: str = "augment", model: str | Non
     if distributed.is_main():
         check_output_folder(output, run.resume, overwrite)
     distributed.barrier()
-    result, encoder = finetune_run(corpus, objective, model, output, run)
+    result, encoder = finetune_run(corpus, objective, objective_cls, model, output, run)
     if distributed.is_main() and write_report and objective_cls is not None and objective_cls.data in ("texts", "images"):
         report(corpus, before=encoder.source if objective_cls.data == "images" else model, after=output,
                output=output / "report.html", text_field=run.text_field, label_field=run.label_field,

@@ -84,9 +84,9 @@ def auto(
                       show_progress=show_progress)
     run.start(ctx, np.asarray(data.labels)[held_idx] if data.labels is not None else None)
     finetunes_left = sum(s.kind == "finetune" for s in specs)
-    for spec in specs:
+    for spec in specs:  # a fine-tune's share of the time left counts itself and the fine-tunes after it
+        run.try_candidate(spec, finetunes_left)
         finetunes_left -= spec.kind == "finetune"
-        run.try_candidate(spec, finetunes_left + (spec.kind == "finetune"))
     shown = run.choose()
     if write_report and shown is not None:
         run.write_report(shown, vector_cache)

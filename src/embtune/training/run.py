@@ -115,10 +115,11 @@ def check_objective(objective: str, model):
     return objective_class(objective)
 
 
-def finetune_run(corpus, objective: str, model, output: Path, options: RunOptions) -> tuple[FinetuneResult, Any]:
-    """Train ``model`` with ``objective`` on ``corpus`` and export it to ``output``; (result, the trained encoder or
-    None for TensorFlow). Under torchrun every rank trains; rank 0 exports."""
-    objective_cls = check_objective(objective, model)
+def finetune_run(corpus, objective: str, objective_cls, model, output: Path,
+                 options: RunOptions) -> tuple[FinetuneResult, Any]:
+    """Train ``model`` with ``objective`` (its class from :func:`check_objective`, None for TensorFlow) on ``corpus``
+    and export it to ``output``; (result, the trained encoder or None for TensorFlow). Under torchrun every rank
+    trains; rank 0 exports."""
     if objective_cls is None:
         return finetune_tfhub(corpus, objective, model, output, options), None
     from embtune.training.eval_slice import hold_out_slice
