@@ -346,11 +346,56 @@ def test_spectral_gives_vectors_without_close_neighbours_no_spectral_part():
 def test_spectral_graph_links_each_vector_to_its_neighbours_not_itself():
     x, _ = planted(n_clusters=3, per=20)
     tuner = SpectralTuner(n_components=3, n_neighbors=4).fit(x)
-    graph = tuner._graph(tuner.memory_.corpus.numpy().astype(np.float64))
+    corpus = tuner.memory_.corpus.numpy().astype(np.float64)
+    graph, kth = tuner._graph(corpus)
     assert graph.diagonal().sum() == 0 and (graph != graph.T).nnz == 0
     assert (np.diff(graph.indptr) >= 4).all()  # 4 neighbours each, more where another vector chose it
+    others = np.sort(corpus @ corpus.T - 2 * np.eye(len(corpus)), axis=1)[:, ::-1]
+    np.testing.assert_allclose(kth, others[:, 3], atol=1e-9)  # the 4th neighbour's cosine, itself not counted
     values = tuner.memory_.eigenvalues.numpy()
     assert np.all(np.diff(values) <= 0) and values[0] == pytest.approx(1, abs=1e-9)  # leading: the trivial one
+
+
+def test_spectral_auto_gate_follows_the_corpus_similarity_scale_not_a_fixed_cosine():
+    x, _ = planted(n_clusters=4, per=50, dim=32, spread=0.3)
+    tight = SpectralTuner(n_components=4, n_neighbors=5).fit(x)
+    corpus = tight.memory_.corpus.numpy().astype(np.float64)
+    fifth = np.sort(corpus @ corpus.T - 2 * np.eye(len(corpus)), axis=1)[:, -5]
+    assert tight.min_similarity_ == pytest.approx(np.percentile(fifth, 20), abs=1e-9)
+    # the same corpus with more noise: its neighbours are farther, and so is the gate (a fixed 0.6 would not move)
+    noisy, _ = planted(n_clusters=4, per=50, dim=32, spread=1.5)
+    assert SpectralTuner(n_components=4, n_neighbors=5).fit(noisy).min_similarity_ < tight.min_similarity_ - 0.05
+    assert SpectralTuner(n_components=4, min_similarity=0.3).fit(x).min_similarity_ == 0.3
+    with pytest.raises(ValueError, match="min_similarity"):
+        SpectralTuner(min_similarity="loose").fit(x)
+    with pytest.raises(ValueError, match="min_similarity"):
+        NeighborhoodTuner(min_similarity="auto").fit(x)  # only the spectral tuner resolves a gate from the corpus
+    with pytest.raises(ValueError, match="diffusion_time >= 0"):
+        SpectralTuner(diffusion_time=-1).fit(x)
+
+
+def test_spectral_diffusion_time_weights_each_component_by_its_eigenvalue_power():
+    x, _ = planted(n_clusters=4, per=50, dim=32)
+    flat = SpectralTuner(n_components=6, diffusion_time=0, weight=1, min_similarity=-1).fit(x)
+    timed = SpectralTuner(n_components=6, diffusion_time=3, weight=1, min_similarity=-1).fit(x)
+    d, values = x.shape[1], timed.memory_.eigenvalues.numpy()
+    a, b = flat.transform(x[:10])[:, d:], timed.transform(x[:10])[:, d:]
+    # same directions up to the per-component scale lambda**3, each part renormalised to the same length
+    expected = a * values ** 3
+    expected *= np.linalg.norm(b, axis=1, keepdims=True) / np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(b, expected, atol=1e-5)
+
+
+def test_spectral_folder_saved_before_the_adaptive_defaults_transforms_as_it_did(tmp_path):
+    import json
+
+    x, _ = planted(n_clusters=3, per=30)
+    old = SpectralTuner(n_components=4, weight=1.0, min_similarity=0.6, diffusion_time=0).fit(x)
+    old.save(tmp_path / "t")
+    config = json.loads((tmp_path / "t" / "config.json").read_text())
+    del config["params"]["diffusion_time"], config["fitted"]["min_similarity_"], config["fitted"]["diffusion_time_"]
+    (tmp_path / "t" / "config.json").write_text(json.dumps(config))  # what an older embtune wrote
+    np.testing.assert_allclose(load_tuner(tmp_path / "t").transform(x[:7]), old.transform(x[:7]), rtol=1e-6)
 
 
 def test_spectral_sparse_eigensolver_agrees_with_the_dense_one(monkeypatch):

@@ -47,6 +47,7 @@ class NeighborhoodTuner(TunerBase):
     """
 
     _module_attr = "memory_"
+    _named_gates: tuple[str, ...] = ()  # min_similarity values a subclass resolves from the corpus in fit
 
     def __init__(
         self,
@@ -75,10 +76,15 @@ class NeighborhoodTuner(TunerBase):
 
     def fit(self, X, y=None):
         """Store the corpus vectors ``X`` (labels, if given, are ignored)."""
-        if int(self.n_neighbors) < 1 or self.weight < 0 or not -1 <= self.min_similarity <= 1 or self.max_corpus < 1:
-            raise ValueError("NeighborhoodTuner: n_neighbors >= 1, weight >= 0, -1 <= min_similarity <= 1 and "
-                             f"max_corpus >= 1 (got {self.n_neighbors}, {self.weight}, {self.min_similarity}, "
+        gate_ok = self.min_similarity in self._named_gates or (
+            not isinstance(self.min_similarity, str) and -1 <= self.min_similarity <= 1)
+        if int(self.n_neighbors) < 1 or self.weight < 0 or not gate_ok or self.max_corpus < 1:
+            named = "".join(f" or {g!r}" for g in self._named_gates)
+            raise ValueError(f"{type(self).__name__}: n_neighbors >= 1, weight >= 0, -1 <= min_similarity <= 1{named} "
+                             f"and max_corpus >= 1 (got {self.n_neighbors}, {self.weight}, {self.min_similarity!r}, "
                              f"{self.max_corpus})")
+        if not isinstance(self.min_similarity, str):
+            self.min_similarity_ = float(self.min_similarity)
         X = validate_data(self, X, dtype=np.float32)
         if len(X) > self.max_corpus:
             keep = np.sort(check_random_state(self.random_state).choice(len(X), self.max_corpus, replace=False))
@@ -99,7 +105,7 @@ class NeighborhoodTuner(TunerBase):
     def _tune_block(self, x: np.ndarray) -> np.ndarray:
         """``transform`` of unit float64 rows."""
         neighbours, similarity = self._search(x)
-        close = similarity >= self.min_similarity
+        close = similarity >= self.min_similarity_
         gathered = self.memory_.corpus.numpy()[neighbours].astype(np.float64)  # (n, k, d): no float64 copy of the corpus
         total = np.einsum("nk,nkd->nd", close.astype(np.float64), gathered)
         mean = total / np.maximum(close.sum(axis=1, keepdims=True), 1)
@@ -134,7 +140,9 @@ class NeighborhoodTuner(TunerBase):
         return state
 
     def _fitted_state(self) -> dict[str, Any]:
-        return {"n_features_in_": self.n_features_in_, "n_corpus_": self.n_corpus_}
+        return {"n_features_in_": self.n_features_in_, "n_corpus_": self.n_corpus_, "min_similarity_": self.min_similarity_}
 
     def _rebuild(self, state: dict[str, Any]) -> None:
         self._setup(state["n_corpus_"], state["n_features_in_"])
+        # folders saved before the gate was a fitted fact hold a numeric min_similarity, which was the gate
+        self.min_similarity_ = float(state.get("min_similarity_", self.min_similarity))
