@@ -154,6 +154,10 @@ def test_auto_writes_the_table_the_choice_and_the_report(tiny_model, corpus_file
     from embtune.tuners import AutoencoderTuner
 
     assert vectors.shape == (1, AutoencoderTuner().hidden_dim) and np.isfinite(vectors).all()  # the tuner's code layer
+    # The auto folder itself works as --model: it stands for what auto chose (here the tuner, over its base model).
+    np.testing.assert_array_equal(embtune.encode(["where is my card?"], model=str(tmp_path / "auto")), vectors)
+    chosen = embtune.evaluate(corpus_file, model=str(tmp_path / "auto"), seeds=2, show_progress=False)
+    assert chosen.model.endswith("AutoencoderTuner (model)") and "v_measure" in chosen.metrics.values
     # A second run into the same folder must be asked for.
     with pytest.raises(embtune.EmbtuneError, match="--overwrite"):
         _auto(corpus_file, tmp_path / "auto", tiny_model)

@@ -157,6 +157,15 @@ def test_tune_saves_a_tuner_that_encode_applies(tiny_model, tmp_path, demo_rows)
     assert result.exit_code == 0, result.output
     assert np.load(tmp_path / "t.npy").shape == (400, 16)
     assert f"+ the tuner in {tmp_path / 'tuner'}" in result.stderr  # the summary says the vectors are tuned
+    # --model takes the tuner folder too: the same vectors, and evaluate can score the tuned space
+    result = runner.invoke(app, ["encode", str(corpus), "-m", str(tmp_path / "tuner"), "-o", str(tmp_path / "m.npy")])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(np.load(tmp_path / "m.npy"), np.load(tmp_path / "t.npy"))
+    tuned = runner.invoke(app, ["evaluate", str(corpus), "-m", str(tmp_path / "tuner"), "--json", "--seeds", "2"])
+    plain = runner.invoke(app, ["evaluate", str(corpus), "-m", str(tiny_model), "--json", "--seeds", "2"])
+    assert tuned.exit_code == 0 and plain.exit_code == 0, tuned.output + plain.output
+    assert "FeedForwardTuner (tuner)" in json.loads(tuned.stdout)["model"]
+    assert json.loads(tuned.stdout)["metrics"] != json.loads(plain.stdout)["metrics"]
 
 
 def test_tune_label_free_method_ignores_labels_for_fitting(tiny_model, tmp_path, demo_rows):
@@ -176,14 +185,3 @@ def test_tune_supervised_method_without_labels_is_a_user_error(tiny_model, tmp_p
     assert result.exit_code == 1 and "learns from labels" in result.stderr
     result = runner.invoke(app, ["tune", str(corpus), "--method", "nope", "-m", str(tiny_model)])
     assert result.exit_code == 1 and "use one of feedforward" in result.stderr
-
-
-def test_model_option_refuses_a_tuner_folder(tiny_model, tmp_path):
-    from embtune.tuners import FeedForwardTuner
-
-    x = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
-    FeedForwardTuner(n_epochs=1, random_state=0).fit(x, ["a", "b"] * 10).save(tmp_path / "tuner")
-    corpus = tmp_path / "c.txt"
-    corpus.write_text("hello\n")
-    result = runner.invoke(app, ["encode", str(corpus), "-o", str(tmp_path / "v.npy"), "-m", str(tmp_path / "tuner")])
-    assert result.exit_code == 1 and "pass it as --tuner" in result.stderr

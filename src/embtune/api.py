@@ -27,7 +27,7 @@ from embtune.outputs import prepare_output_file, writes_output_folder
 from embtune.progress import task_progress
 from embtune.report.build import REPORT_SAMPLE, ReportResult, Side, build_report, report_sample, write_report
 from embtune.training.summary import FinetuneResult
-from embtune.tuners.folder import TUNING_FILE, load_tuner_with_base, tuner_and_base_model
+from embtune.tuners.folder import TUNING_FILE, load_tuner_with_base, model_or_tuner, open_model, tuner_and_base_model
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,8 @@ def encode_corpus(
         output = prepare_output_file(output, inputs=[corpus, tuner, model], side_files=side)
     vector_cache = open_cache(cache)
     transform = transform_id = None
+    if tuner is None:
+        model, tuner = model_or_tuner(model)  # an `embtune auto` or tuner folder given as --model
     if tuner is not None:
         if isinstance(tuner, (str, Path)) and Path(tuner).is_dir():
             transform_id = directory_fingerprint(Path(tuner), vector_cache)
@@ -217,7 +219,7 @@ def evaluate(
     test_data = read_test(test, text_field, label_field, data.labels is not None) if test is not None else None
     vector_cache, encoder = open_cache(cache), None
     if vectors is None:
-        encoder = encoder_for(model, data, device=device, cache=vector_cache, backend=backend)
+        encoder = open_model(model, data, device=device, cache=vector_cache, backend=backend)
 
     def encode_texts(texts: list[str], what: str = "texts") -> np.ndarray:
         return encode_shown(encoder, texts, what, cache=vector_cache, batch_size=batch_size, show_progress=show_progress)
@@ -419,7 +421,7 @@ def report(
     data = load_corpus(corpus, text_field, label_field, use_labels)
     vector_cache = open_cache(cache)
     after_name, after_fn, record = space_after(after, before if before != DEFAULT_MODEL else None, vector_cache, device)
-    before_encoder = encoder_for(before, data, device=device, cache=vector_cache)
+    before_encoder = open_model(before, data, device=device, cache=vector_cache)
     texts, labels = report_sample(data, seed)
     before_side = Side(before_encoder.name, encode_items(before_encoder, texts, cache=vector_cache)[0])
     after_side = Side(after_name, np.asarray(after_fn(texts), dtype=np.float32))

@@ -37,13 +37,13 @@ from embtune.candidates import (  # the names `embtune.auto_select` has always o
 )
 from embtune.errors import EmbtuneError
 from embtune.outputs import writes_output_folder
+from embtune.tuners.folder import AUTO_FILE
 
 log = logging.getLogger(__name__)
 
 __all__ = ["AUTO_FILE", "CANDIDATES", "DEFAULT_CANDIDATES", "AutoResult", "CandidateSpec", "auto", "candidate_table",
            "parse_candidates"]
 
-AUTO_FILE = "auto.json"
 MIN_TEXTS = 100  # below this a held-out part is too small to tell candidates apart
 TEXTS_PER_CLUSTER = 10  # the criterion's k is the held-out size over this (at most MAX_K)
 MAX_K = 200

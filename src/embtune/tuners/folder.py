@@ -12,14 +12,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from embtune.atomic import atomic_write_text
-from embtune.encoders import DEFAULT_MODEL, load_encoder, resolve_model
+from embtune.encoders import DEFAULT_MODEL, encoder_for, load_encoder, resolve_model
+from embtune.encoders.cache import directory_fingerprint
 from embtune.encoders.encode import encode_items
 from embtune.errors import EmbtuneError
 
 log = logging.getLogger(__name__)
 
 TUNING_FILE = "tuning.json"  # written next to a saved tuner: base model, method, data, before/after metrics
+AUTO_FILE = "auto.json"  # what `embtune auto` tried and chose; its choice (a tuner or a model folder) is in model/
 
 
 def is_tuner_folder(path: str | Path) -> bool:
@@ -74,9 +78,11 @@ def tuner_and_base_model(tuner, model, cache=None, device: str = "auto"):
 
 def space_after(after, before_model, cache=None, device: str = "auto"):
     """(name, function texts -> vectors, training record or None) for what a report's ``after`` names: a tuner folder
-    (its base model's vectors passed through it, its epochs as the training record) or a model."""
-    path = Path(str(after))
-    if is_tuner_folder(path):
+    (its base model's vectors passed through it, its epochs as the training record) or a model; an `embtune auto`
+    folder stands for what it chose."""
+    after, folder = model_or_tuner(after)
+    path = folder if folder is not None else Path(str(after))
+    if folder is not None:
         tuner, meta = load_tuner_with_base(path)
         base = load_encoder(before_model or meta.get("base_model") or DEFAULT_MODEL, device=device, cache=cache)
 
@@ -96,3 +102,84 @@ def space_after(after, before_model, cache=None, device: str = "auto"):
         return vectors
 
     return encoder.name, encoded, record
+
+
+class TunedEncoder:
+    """An :class:`~embtune.encoders.Encoder` for a tuner folder: the base model's vectors (through the vector cache)
+    passed through the tuner. Its fingerprint covers the base model and the tuner's files, so tuned vectors cache too."""
+
+    def __init__(self, base, tuner, folder: Path, cache=None):
+        self.base, self.tuner, self.folder, self.cache = base, tuner, Path(folder), cache
+        self.name = f"{base.name} + {type(tuner).__name__} ({self.folder.name})"
+        self.modality = getattr(base, "modality", "text")
+        self._fingerprint = None
+        if hasattr(base, "item_key"):  # images key on path + size + mtime, as the base model's cache does
+            self.item_key = base.item_key
+
+    @property
+    def dim(self) -> int:
+        return int(self.tuner.transform(np.zeros((1, self.base.dim), dtype=np.float32)).shape[1])
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = f"tuned:{self.base.fingerprint}:{directory_fingerprint(self.folder, self.cache)}"
+        return self._fingerprint
+
+    def encode(self, items, *, batch_size: int = 64, normalize: bool = True, on_batch=None):
+        vectors, _ = encode_items(self.base, items, cache=self.cache, batch_size=batch_size, normalize=normalize)
+        if on_batch is not None:
+            on_batch(len(vectors))
+        return self.tuner.transform(vectors)
+
+    def module(self):
+        raise EmbtuneError(f"{self.folder} is a tuner over frozen vectors, not a model to train; fine-tune its base "
+                           f"model ({self.base.name}) instead, or fit a new tuner with `embtune tune`")
+
+    def save(self, path) -> None:
+        raise EmbtuneError(f"{self.folder} is a tuner folder; copy the folder itself to keep it")
+
+
+def auto_choice(folder: Path) -> str:
+    """What an `embtune auto` folder chose, as something ``--model`` takes: its model/ folder (a tuner or a
+    fine-tuned model), or the base model's name when auto kept the base."""
+    try:
+        summary = json.loads((folder / AUTO_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise EmbtuneError(f"{folder / AUTO_FILE}: cannot read it ({e}); run `embtune auto` again") from None
+    if summary.get("chosen") in (None, "base"):
+        if summary.get("reason") == "running":
+            raise EmbtuneError(f"{folder}: `embtune auto` has not finished there (auto.json says running); wait for it "
+                               "or run it again")
+        log.info("%s: auto kept the base model %s", folder, summary.get("base_model"))
+        return summary.get("base_model") or DEFAULT_MODEL
+    chosen = folder / "model"
+    if not chosen.is_dir():
+        raise EmbtuneError(f"{folder}: auto.json chose {summary['chosen']} but {chosen} is missing; run `embtune auto` "
+                           "again")
+    return str(chosen)
+
+
+def model_or_tuner(model) -> tuple[Any, Path | None]:
+    """(model, tuner folder or None) for what ``--model`` names: an `embtune auto` folder becomes what it chose, and a
+    tuner folder (from `embtune tune -o`, or auto's choice) becomes (None, folder): its base model comes from tuning.json."""
+    path = Path(str(model)) if isinstance(model, (str, Path)) else None
+    if path is not None and (path / AUTO_FILE).is_file():
+        model = auto_choice(path)
+        path = Path(model)
+    if path is not None and is_tuner_folder(path):
+        return None, path
+    return model, None
+
+
+def open_model(model, data, *, device: str = "auto", cache=None, backend: str = "torch"):
+    """The encoder ``--model`` names, for a corpus ``data``: a model (see :func:`~embtune.encoders.encoder_for`), a
+    tuner folder from `embtune tune -o` (its base model's vectors through the tuner), or an `embtune auto` folder
+    (whatever it chose: a tuner, a fine-tuned model, or the base model)."""
+    model, folder = model_or_tuner(model)
+    if folder is None:
+        return encoder_for(model, data, device=device, cache=cache, backend=backend)
+    if backend != "torch":
+        raise EmbtuneError(f"{folder} is a tuner folder; --backend {backend} runs plain models: drop --backend")
+    tuner, base_model = tuner_and_base_model(folder, None, cache, device)
+    return TunedEncoder(encoder_for(base_model, data, device=device, cache=cache), tuner, folder, cache)
