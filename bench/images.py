@@ -144,7 +144,9 @@ def _plain_step(paths, resolution, batch_size, steps) -> float:
     return (stamps[-1] - stamps[0]) / steps
 
 
-def score(model_spec: str) -> dict:
+def score(model_spec: str, tuner: dict | None = None) -> dict:
+    """Test figures of a model's features, or of a label-free tuner (``{"method": ..., params}``) fitted on the
+    frozen train features and applied to both sides."""
     from sklearn.linear_model import LogisticRegression
 
     import embtune
@@ -155,6 +157,13 @@ def score(model_spec: str) -> dict:
     train, test = read_image_corpus(DATA / "train.jsonl"), read_image_corpus(DATA / "test.jsonl")
     x = embtune.encode(str(DATA / "train.jsonl"), model=model_spec)
     y = embtune.encode(str(DATA / "test.jsonl"), model=model_spec)
+    if tuner is not None:
+        from embtune import tuners
+        from embtune.tuners.methods import METHODS
+
+        fitted = getattr(tuners, METHODS[tuner["method"]].class_name)(
+            **{k: v for k, v in tuner.items() if k != "method"}).fit(x)
+        x, y = fitted.transform(x), fitted.transform(y)
     runs = cluster_metrics(y, 10, seeds=5, labels=np.asarray(test.labels))
     probe = LogisticRegression(max_iter=3000, C=1.0).fit(x, train.labels)
 
@@ -179,7 +188,18 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--tuners", nargs="*", default=[], metavar="JSON",
+                        help='label-free tuners on the frozen features, e.g. \'{"method": "spectral"}\': prints each '
+                             "beside the frozen features' figures and exits (no fine-tuning)")
     args = parser.parse_args()
+    if args.tuners:
+        frozen = score("efficientnet-lite0")  # the shipped default image model
+        print(f"frozen features: {json.dumps(frozen)}", flush=True)
+        for spec in args.tuners:
+            tuned = score("efficientnet-lite0", json.loads(spec))
+            print(f"{spec}: {json.dumps(tuned)}  (kNN {tuned['knn20_accuracy'] - frozen['knn20_accuracy']:+.2f}, "
+                  f"V {tuned['v_measure'][0] - frozen['v_measure'][0]:+.2f})", flush=True)
+        return
 
     import embtune
 

@@ -1,0 +1,150 @@
+"""Does `embtune auto`'s label-free criterion agree with the labels it never sees? Measured on the six text sets.
+
+For each set, as `auto` does: hold out min(2000, 20 %) of the *train* texts (seeded), fit each candidate tuner on the
+rest without labels, and score the held-out vectors with a label-free criterion. Separately, score every candidate the
+way a user would judge it: test-split KMeans V-measure at k = labels (5 seeds, the suite's protocol; the same fitted
+tuner transforms the test texts). Then, per set:
+
+- the Spearman rank correlation between the criterion and test V-measure over the base and all candidates;
+- what `choose` (beat the base beyond the KMeans-seed noise) picks, and whether that is within 0.5 V of the label-best
+  candidate (the base counts as a candidate) and whether it is worse than the base.
+
+Criteria compared (label-free, all on the held-out train texts):
+- ``silhouette x stability``: what auto used up to now (cosine silhouette of KMeans at k = held-out/10, times the ARI
+  between KMeans seeds);
+- ``+ split-half``: the same, but a candidate counts only if its structure reproduces from independent data: the tuner
+  is also fitted on two disjoint halves of the fit texts, the held-out texts are clustered in both spaces, and their ARI
+  must reach the base space's ARI between KMeans seeds (a space that only sharpens its own sample's accidents fails).
+
+Usage: .venv/bin/python bench/criterion_agreement.py [--sets banking77,...]
+Writes bench/results/criterion_agreement.json. The candidates are tuners on cached base vectors (minutes, not hours);
+the fine-tune candidates are judged by the same criterion code in `auto`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+from scipy.stats import spearmanr
+from sklearn.metrics import adjusted_rand_score
+
+from suite import RESULTS, SETS, SHARED, Space, cpu_flags  # bench/suite.py
+
+CANDIDATES = (
+    {"method": "spectral"},
+    {"method": "spectral", "weight": 1.0, "min_similarity": 0.6, "diffusion_time": 0},
+    {"method": "spectral", "n_components": 256, "weight": 1.0, "min_similarity": 0.6, "diffusion_time": 0},
+    {"method": "neighborhood"},
+    {"method": "neighborhood", "weight": 3.0, "n_neighbors": 30, "min_similarity": 0.3},
+)
+
+
+def tuner(spec: dict, seed: int = 0):
+    from embtune import tuners
+    from embtune.tuners.methods import METHODS
+
+    method = METHODS[spec["method"]]
+    return getattr(tuners, method.class_name)(**{k: v for k, v in spec.items() if k != "method"}, random_state=seed)
+
+
+def name(spec: dict) -> str:
+    return spec["method"] + "".join(f" {k}={v}" for k, v in sorted(spec.items()) if k != "method")
+
+
+def split_half_ari(spec: dict, fit_x, held_x, k: int, seed: int = 0) -> float:
+    """ARI between KMeans of the held-out texts in two spaces fitted on disjoint halves of ``fit_x``."""
+    from embtune.evaluation.clustering import kmeans_assign
+
+    order = np.random.default_rng(seed + 1).permutation(len(fit_x))
+    halves = order[: len(order) // 2], order[len(order) // 2:]
+    runs = [kmeans_assign(tuner(spec, seed).fit(fit_x[h]).transform(held_x), k, seed) for h in halves]
+    return float(adjusted_rand_score(*runs))
+
+
+def test_v(space: Space, test_x, seeds: int) -> float:
+    """Test KMeans V-measure x100 at k = labels, mean over seeds (the suite's clustering figure, without its probes)."""
+    from embtune.evaluation.metrics import cluster_metrics
+
+    labels = np.array(space.test.labels)
+    return round(100 * float(np.mean(cluster_metrics(test_x, len(set(labels.tolist())), seeds=seeds, labels=labels,
+                                                     sample_seed=0)["v_measure"])), 2)
+
+
+def one_set(name_: str, stsb, heldout: int, seeds: int) -> dict:
+    from embtune.auto_select import MAX_K, TEXTS_PER_CLUSTER, _split
+    from embtune.evaluation.criterion import choose, guard, score_space
+
+    space = Space(name_, stsb)
+    train_x = space.base[0]
+    held, fit = _split(len(train_x), 0.2, heldout, seed=0)
+    k = int(min(MAX_K, max(2, len(held) // TEXTS_PER_CLUSTER)))
+    base_score = score_space(train_x[held], k, seeds=seeds)
+    rows = [{"name": "base", "criterion": base_score.score, "criterion_std": base_score.std,
+             "stability": base_score.stability, "split_half": base_score.stability,
+             "test_v": test_v(space, space.base[1], seeds)}]
+    scores = {}
+    for spec in CANDIDATES:
+        started = time.perf_counter()
+        t = tuner(spec).fit(train_x[fit])
+        s = guard(score_space(t.transform(train_x[held]), k, seeds=seeds), base_score)
+        scores[name(spec)] = s
+        rows.append({"name": name(spec), "criterion": s.score, "criterion_std": s.std, "stability": s.stability,
+                     "rejected": s.rejected, "split_half": split_half_ari(spec, train_x[fit], train_x[held], k),
+                     "test_v": test_v(space, t.transform(space.base[1]), seeds), "seconds": round(time.perf_counter() - started, 1)})
+        print(f"  {name_} {rows[-1]}", flush=True)
+    by_name = {r["name"]: r for r in rows}
+    reproducible = {n: s for n, s in scores.items() if by_name[n]["split_half"] >= base_score.stability}
+    return {"set": name_, "k": k, "rows": rows, "chosen": {
+        "silhouette x stability": choose(base_score, scores)[0],
+        "+ split-half": choose(base_score, reproducible)[0],
+    }}
+
+
+def verdicts(result: dict) -> dict:
+    rows = result["rows"]
+    v = {r["name"]: r["test_v"] for r in rows}
+    best = max(v.values())
+    out = {"spearman": float(spearmanr([r["criterion"] for r in rows], [r["test_v"] for r in rows]).statistic)}
+    for criterion, chosen in result["chosen"].items():
+        out[criterion] = {"chosen": chosen, "delta_v": round(v[chosen] - v["base"], 2),
+                          "within_0.5_of_best": v[chosen] >= best - 0.5, "worse_than_base": v[chosen] < v["base"]}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument("--heldout", type=int, default=2000)
+    parser.add_argument("--seeds", type=int, default=5)
+    args = parser.parse_args()
+    from embtune.data.pairs import read_pairs
+
+    stsb = read_pairs(SHARED / "stsb" / "test.jsonl")
+    began, results = time.perf_counter(), []
+    for set_name in [s.strip() for s in args.sets.split(",") if s.strip()]:
+        result = one_set(set_name, stsb, args.heldout, args.seeds)
+        result["verdict"] = verdicts(result)
+        results.append(result)
+        print(f"{set_name}: {json.dumps(result['verdict'])}", flush=True)
+    lines = [f"# criterion agreement on {len(results)} sets, {(time.perf_counter() - began) / 60:.1f} min, {cpu_flags()}", "",
+             "| criterion | mean Spearman (criterion vs test V) | within 0.5 V of label-best | worse than base | mean ΔV of choice |",
+             "|---|---|---|---|---|"]
+    for criterion in results[0]["chosen"]:
+        picks = [r["verdict"][criterion] for r in results]
+        lines.append(f"| {criterion} | {np.mean([r['verdict']['spearman'] for r in results]):+.2f} | "
+                     f"{sum(p['within_0.5_of_best'] for p in picks)}/{len(picks)} | "
+                     f"{sum(p['worse_than_base'] for p in picks)}/{len(picks)} | {np.mean([p['delta_v'] for p in picks]):+.2f} |")
+    lines += ["", "| set | " + " | ".join(results[0]["chosen"]) + " |", "|---|" + "---|" * len(results[0]["chosen"])]
+    for r in results:
+        lines.append(f"| {r['set']} | " + " | ".join(f"{p['chosen']} ({p['delta_v']:+.2f})" for c, p in r["verdict"].items()
+                                                     if c != "spearman") + " |")
+    print("\n".join(lines))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "criterion_agreement.json").write_text(json.dumps({"results": results, "table": lines}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
