@@ -155,10 +155,10 @@ class SpectralTuner(NeighborhoodTuner):
         degrees = self.memory_.degrees.numpy()
         own_degree = weights.sum(axis=1, keepdims=True)
         weights = weights / np.sqrt(np.maximum(own_degree * degrees[neighbours], 1e-24))
-        eigenvectors = self.memory_.eigenvectors.numpy()
-        eigenvalues = np.maximum(self.memory_.eigenvalues.numpy(), 1e-3)
-        coordinates = np.einsum("nk,nkm->nm", weights, eigenvectors[neighbours]) / eigenvalues
-        coordinates = coordinates * self.memory_.eigenvalues.numpy().clip(0) ** self.diffusion_time_
+        eigenvectors, eigenvalues = self.memory_.eigenvectors.numpy(), self.memory_.eigenvalues.numpy()
+        # Nystrom (divide by lambda, floored) and diffusion weighting (lambda ** t) in one per-component factor
+        scale = eigenvalues.clip(0) ** self.diffusion_time_ / np.maximum(eigenvalues, 1e-3)
+        coordinates = np.einsum("nk,nkm->nm", weights, eigenvectors[neighbours]) * scale
         length = np.linalg.norm(coordinates, axis=1, keepdims=True)
         coordinates = coordinates / np.maximum(length, 1e-12) * (length > 0)
         out = np.hstack([x, self.weight * close.mean(axis=1, keepdims=True) * coordinates])
