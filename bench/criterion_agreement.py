@@ -31,7 +31,8 @@ import numpy as np
 from scipy.stats import spearmanr
 from sklearn.metrics import adjusted_rand_score
 
-from suite import RESULTS, SETS, SHARED, Space, cpu_flags  # bench/suite.py
+from bench_data import tuner_from_spec as tuner
+from suite import RESULTS, SETS, SHARED, Space, cpu_flags, label as name  # bench/suite.py
 
 CANDIDATES = (
     {"method": "spectral"},
@@ -40,18 +41,6 @@ CANDIDATES = (
     {"method": "neighborhood"},
     {"method": "neighborhood", "weight": 3.0, "n_neighbors": 30, "min_similarity": 0.3},
 )
-
-
-def tuner(spec: dict, seed: int = 0):
-    from embtune import tuners
-    from embtune.tuners.methods import METHODS
-
-    method = METHODS[spec["method"]]
-    return getattr(tuners, method.class_name)(**{k: v for k, v in spec.items() if k != "method"}, random_state=seed)
-
-
-def name(spec: dict) -> str:
-    return spec["method"] + "".join(f" {k}={v}" for k, v in sorted(spec.items()) if k != "method")
 
 
 def split_half_ari(spec: dict, fit_x, held_x, k: int, seed: int = 0) -> float:

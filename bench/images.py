@@ -158,11 +158,9 @@ def score(model_spec: str, tuner: dict | None = None) -> dict:
     x = embtune.encode(str(DATA / "train.jsonl"), model=model_spec)
     y = embtune.encode(str(DATA / "test.jsonl"), model=model_spec)
     if tuner is not None:
-        from embtune import tuners
-        from embtune.tuners.methods import METHODS
+        from bench_data import tuner_from_spec
 
-        fitted = getattr(tuners, METHODS[tuner["method"]].class_name)(
-            **{k: v for k, v in tuner.items() if k != "method"}).fit(x)
+        fitted = tuner_from_spec(tuner).fit(x)
         x, y = fitted.transform(x), fitted.transform(y)
     runs = cluster_metrics(y, 10, seeds=5, labels=np.asarray(test.labels))
     probe = LogisticRegression(max_iter=3000, C=1.0).fit(x, train.labels)

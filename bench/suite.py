@@ -96,13 +96,9 @@ class Space:
 
 
 def run_tuner(space: Space, spec: dict, seed: int) -> tuple[dict, dict]:
-    from embtune import tuners
-    from embtune.tuners.methods import METHODS
+    from bench_data import tuner_from_spec
 
-    method = METHODS[spec["method"]]
-    options = {k: v for k, v in spec.items() if k != "method"}
-    trains = {"device": "cpu"} if method.epochs_param else {}  # a method that does not train takes no device
-    tuner = getattr(tuners, method.class_name)(**options, random_state=seed, **trains)
+    tuner = tuner_from_spec(spec, seed)
     start = time.perf_counter()
     tuner.fit(space.base[0])
     seconds = time.perf_counter() - start

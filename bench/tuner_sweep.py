@@ -55,13 +55,11 @@ def main() -> None:
     parser.add_argument("--model", default="all-MiniLM-L6-v2", help="the encoder whose vectors are tuned")
     args = parser.parse_args()
 
-    from bench_data import splits  # bench/bench_data.py (bench/ is on sys.path when run as a script)
+    from bench_data import splits, tuner_from_spec  # bench/bench_data.py (bench/ is on sys.path when run as a script)
 
-    from embtune import tuners
     from embtune.data.corpus import read_corpus
     from embtune.data.pairs import read_pairs
     from embtune.encoders import load_encoder
-    from embtune.tuners import METHODS
 
     train, test = splits(args.dataset)
     train_data, test_data = read_corpus(train, require_labels=True), read_corpus(test, require_labels=True)
@@ -80,11 +78,8 @@ def main() -> None:
         params = {"method": "infonce", **json.loads(text)}
         if params["method"] == "infonce":
             params = {"positives": "neighbors", **params}
-        options = {k: v for k, v in params.items() if k != "method"}
         start = time.perf_counter()
-        spec = METHODS[params["method"]]
-        trains = spec.epochs_param is not None  # a method that does not train takes no device
-        tuner = getattr(tuners, spec.class_name)(**options, random_state=args.seed, **({"device": "cpu"} if trains else {}))
+        tuner = tuner_from_spec(params, args.seed)
         tuner.fit(train_vectors)
         seconds = time.perf_counter() - start
         row = {"dataset": args.dataset, "model": args.model, "params": params, "seed": args.seed, "seconds": round(seconds, 1),
