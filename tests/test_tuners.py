@@ -427,3 +427,35 @@ def test_neighbour_tuners_transform_in_blocks_like_all_at_once(cls):
     whole = tuner.transform(x)
     blocks = tuner.set_params(batch_size=7).transform(x)  # 240 rows in 35 blocks, the last one short
     np.testing.assert_allclose(blocks, whole, atol=1e-6)
+
+
+def test_tuned_encoder_feeds_the_tuner_unit_base_vectors_and_caches_its_output(tmp_path):
+    from embtune.encoders import VectorCache
+    from embtune.tuners.folder import TunedEncoder
+
+    class LongVectors:  # a base model whose raw vectors are not unit length
+        name, modality, fingerprint, dim, calls = "long", "text", "long-v1", 4, 0
+
+        def encode(self, items, *, batch_size=64, normalize=True, on_batch=None):
+            LongVectors.calls += 1
+            return np.array([[3.0 * (len(t) % 3 + 1), 1.0, 0.0, 2.0] for t in items], dtype=np.float32)
+
+    class Recorder:
+        seen = []
+
+        def transform(self, x):
+            Recorder.seen.append(np.linalg.norm(x, axis=1))
+            return 5 * x[:, :2]
+
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "config.json").write_text("{}")
+    cache = VectorCache(tmp_path / "cache")
+    encoder = TunedEncoder(LongVectors(), Recorder(), tmp_path / "t", cache)
+    from embtune.encoders.encode import encode_items
+
+    raw, _ = encode_items(encoder, ["a", "bb", "ccc"], cache=cache, normalize=False)
+    np.testing.assert_allclose(np.concatenate(Recorder.seen), 1, rtol=1e-6)  # the tuner saw unit vectors
+    assert np.linalg.norm(raw, axis=1).max() > 4  # its output is given as it is unless normalize is asked for
+    unit, _ = encode_items(encoder, ["a", "bb", "ccc"], cache=cache)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1, rtol=1e-6)
+    assert LongVectors.calls == 1 and encoder.dim == 2  # the second call came from the cache

@@ -81,27 +81,23 @@ def space_after(after, before_model, cache=None, device: str = "auto"):
     (its base model's vectors passed through it, its epochs as the training record) or a model; an `embtune auto`
     folder stands for what it chose."""
     after, folder = model_or_tuner(after)
-    path = folder if folder is not None else Path(str(after))
     if folder is not None:
-        tuner, meta = load_tuner_with_base(path)
+        tuner, meta = load_tuner_with_base(folder)
         base = load_encoder(before_model or meta.get("base_model") or DEFAULT_MODEL, device=device, cache=cache)
-
-        def tuned(texts):
-            vectors, _ = encode_items(base, texts, cache=cache)
-            return tuner.transform(vectors)
-
+        encoder = TunedEncoder(base, tuner, folder, cache)
+        name = f"{type(tuner).__name__} ({folder.name})"
         record = {"losses": [[i + 1, v] for i, v in enumerate(getattr(tuner, "history_", []))], "history": [],
                   "loss_unit": "epoch", "method": meta.get("method"), "n_fit": meta.get("n_fit")}
-        return f"{type(tuner).__name__} ({path.name})", tuned, record
-    encoder = load_encoder(str(after), device=device, cache=cache)
-    summary = path / "embtune.json"
-    record = json.loads(summary.read_text()) if summary.is_file() else None
+    else:
+        encoder = load_encoder(str(after), device=device, cache=cache)
+        summary = Path(str(after)) / "embtune.json"
+        name, record = encoder.name, json.loads(summary.read_text()) if summary.is_file() else None
 
-    def encoded(texts):
-        vectors, _ = encode_items(encoder, texts, cache=cache)
+    def encoded(texts):  # a tuner's output as it gives it (not rescaled); a model's vectors unit length
+        vectors, _ = encode_items(encoder, texts, cache=cache, normalize=folder is None)
         return vectors
 
-    return encoder.name, encoded, record
+    return name, encoded, record
 
 
 class TunedEncoder:
@@ -127,7 +123,9 @@ class TunedEncoder:
         return self._fingerprint
 
     def encode(self, items, *, batch_size: int = 64, normalize: bool = True, on_batch=None):
-        vectors, _ = encode_items(self.base, items, cache=self.cache, batch_size=batch_size, normalize=normalize)
+        # The tuner gets unit base vectors, as it was fitted on; ``normalize`` is for its output (encode_items asks
+        # for raw rows and normalises them itself).
+        vectors, _ = encode_items(self.base, items, cache=self.cache, batch_size=batch_size)
         if on_batch is not None:
             on_batch(len(vectors))
         return self.tuner.transform(vectors)
