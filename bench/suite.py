@@ -150,15 +150,15 @@ def summary(rows: list[dict], sets: list[str]) -> tuple[str, dict]:
     """The Markdown table (ΔV per set, mean, worst; kNN and STS-B changes) and the leave-one-set-out figures."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     delta = {(r["method"], r["set"]): r["delta"] for r in rows}
-    lines = ["| method | " + " | ".join(sets) + " | mean ΔV | worst ΔV | mean ΔkNN | mean ΔSTS |",
-             "|---" * (len(sets) + 5) + "|"]
+    lines = ["| method | " + " | ".join(sets) + " | mean ΔV | worst ΔV | mean ΔkNN | worst ΔkNN | mean ΔSTS | worst ΔSTS |",
+             "|---" * (len(sets) + 7) + "|"]
     for m in methods:
         dv = [delta[(m, s)]["v_measure"] for s in sets if (m, s) in delta]
         cells = [f"{delta[(m, s)]['v_measure']:+.2f}" if (m, s) in delta else "" for s in sets]
         knn = [delta[(m, s)]["knn_accuracy"] for s in sets if (m, s) in delta]
         sts = [delta[(m, s)]["sts_spearman"] for s in sets if (m, s) in delta]
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {np.mean(dv):+.2f} | {min(dv):+.2f} | {np.mean(knn):+.2f} | "
-                     f"{np.mean(sts):+.2f} |")
+                     f"{min(knn):+.2f} | {np.mean(sts):+.2f} | {min(sts):+.2f} |")
     complete = [m for m in methods if all((m, s) in delta for s in sets)]
     loso = {}
     for held in sets:

@@ -386,6 +386,20 @@ def test_spectral_diffusion_time_weights_each_component_by_its_eigenvalue_power(
     np.testing.assert_allclose(b, expected, atol=1e-5)
 
 
+def test_spectral_appended_part_is_as_long_as_the_graph_has_group_structure():
+    x, _ = planted(n_clusters=4, per=50, dim=32)
+    tuner = SpectralTuner(n_components=6, diffusion_time=4, weight=0.5, min_similarity=-1).fit(x)
+    powers = tuner.memory_.eigenvalues.numpy().clip(0) ** 4
+    assert tuner.strength_ == pytest.approx((powers ** 2).sum() / powers.sum()) and 0 < tuner.strength_ < 1
+    out = tuner.transform(x[:10])
+    ratio = np.linalg.norm(out[:, 32:], axis=1) / np.linalg.norm(out[:, :32], axis=1)
+    np.testing.assert_allclose(ratio, 0.5 * tuner.strength_, rtol=1e-5)  # every neighbour passes the gate: g = 1
+    # four planted groups: the first four eigenvalues are near 1, the rest fall off, so a noisier corpus has less
+    noisy, _ = planted(n_clusters=4, per=50, dim=32, spread=1.5)
+    assert SpectralTuner(n_components=6, min_similarity=-1).fit(noisy).strength_ < tuner.strength_
+    assert SpectralTuner(n_components=6, diffusion_time=0).fit(x).strength_ == 1.0
+
+
 def test_spectral_folder_saved_before_the_adaptive_defaults_transforms_as_it_did(tmp_path):
     import json
 
@@ -394,6 +408,7 @@ def test_spectral_folder_saved_before_the_adaptive_defaults_transforms_as_it_did
     old.save(tmp_path / "t")
     config = json.loads((tmp_path / "t" / "config.json").read_text())
     del config["params"]["diffusion_time"], config["fitted"]["min_similarity_"], config["fitted"]["diffusion_time_"]
+    del config["fitted"]["strength_"]
     (tmp_path / "t" / "config.json").write_text(json.dumps(config))  # what an older embtune wrote
     np.testing.assert_allclose(load_tuner(tmp_path / "t").transform(x[:7]), old.transform(x[:7]), rtol=1e-6)
 
