@@ -20,6 +20,7 @@ from embtune.training.checkpoint import latest_checkpoint
 from embtune.training.objectives import TEXT_OBJECTIVES, make_objective
 from embtune.training.objectives.base import Objective, embed
 from embtune.training.trainer import EvalSet, TrainConfig, TrainingStopped, train
+from embtune.tuners.spectral import SpectralTuner
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def items_for(name: str, demo_rows):
 @pytest.mark.parametrize("name", TEXT_OBJECTIVES)
 def test_every_objective_lowers_its_loss(name, tiny_model, tiny_mlm_model, demo_rows, tmp_path):
     model = load(tiny_mlm_model if name == "mlm" else tiny_model)
-    objective = make_objective(name, model)
+    objective = make_objective(name, model, **({"teacher": SpectralTuner(n_components=4)} if name == "distill" else {}))
     config = TrainConfig(max_steps=40, batch_size=16, learning_rate=2e-3, warmup_ratio=0.0, seed=0)
     result = train(model, objective, items_for(name, demo_rows), config, checkpoint_dir=tmp_path / "ckpt")
     losses = [loss for _, loss in result.losses]
@@ -179,6 +180,34 @@ def test_export_loads_in_plain_sentence_transformers_with_identical_vectors(tiny
     assert summary["steps"] == 6 and summary["history"][0]["step"] == 0
     assert list((out / "model.safetensors").parent.glob("*.safetensors"))
     assert not list(out.rglob("*.bin")) or all("checkpoints" in str(p) for p in out.rglob("*.bin"))
+
+
+def test_distill_learns_from_a_tuner_folder_or_a_method_and_refuses_a_teacher_of_another_model(
+        tiny_model, tiny_mlm_model, texts, tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(texts))
+    teacher = tmp_path / "teacher"
+    embtune.tune(corpus, method="spectral", model=str(tiny_model), output=teacher, write_report=False,
+                 show_progress=False, cache=False)
+    runs = {"folder": str(teacher), "method": "neighborhood"}
+    for name, given in runs.items():
+        out = tmp_path / name
+        result = embtune.finetune(corpus, objective="distill", model=str(tiny_model), output=out, max_steps=3,
+                                  batch_size=8, objective_params={"teacher": given}, write_report=False,
+                                  show_progress=False)
+        assert result.steps == 3 and (out / "modules.json").is_file()  # a plain sentence-transformers folder
+        expected = "SpectralTuner" if name == "folder" else "NeighborhoodTuner"
+        assert expected in json.loads((out / "embtune.json").read_text())["objective_summary"]
+    other = tmp_path / "other_teacher"
+    embtune.tune(corpus, method="spectral", model=str(tiny_mlm_model), output=other, write_report=False,
+                 show_progress=False, cache=False)
+    with pytest.raises(EmbtuneError, match="fitted on vectors from .*fine-tune that model"):
+        embtune.finetune(corpus, objective="distill", model=str(tiny_model), output=tmp_path / "x", max_steps=2,
+                         objective_params={"teacher": str(other)}, show_progress=False)
+    for bad, message in (("feedforward", "label-free methods"), (str(tmp_path / "none"), "not a tuner folder")):
+        with pytest.raises(EmbtuneError, match=message):
+            embtune.finetune(corpus, objective="distill", model=str(tiny_model), output=tmp_path / "x", max_steps=2,
+                             objective_params={"teacher": bad}, show_progress=False)
 
 
 def test_finetune_refuses_to_overwrite_a_run_and_resume_needs_one(tiny_model, texts, tmp_path):

@@ -377,6 +377,10 @@ def finetune(corpus: str | Path, *, objective: str = "augment", model: str | Non
 
     run = RunOptions.from_kwargs(options)
     objective_cls = check_objective(objective, model)
+    if objective == "distill":
+        from embtune.tuners.folder import teacher_tuner
+
+        run.objective_params["teacher"] = teacher_tuner(run.objective_params.get("teacher"), model, run.device)
     if distributed.launched():
         run.device = distributed.init_if_launched(run.device)
         run.show_progress = run.show_progress if distributed.is_main() else False

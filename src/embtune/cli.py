@@ -478,7 +478,7 @@ def _print_tuned(result, output: Path | None, sample: int, json_out: bool, quiet
 def finetune(
     corpus: Annotated[Path, typer.Argument(help="Texts (.txt/.csv/.tsv/.jsonl/.parquet), a pairs file for mnrl/cosine/cosent, or images (folder or index).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the fine-tuned model (and its checkpoints).")],
-    objective: Annotated[str, typer.Option("--objective", help="Texts: augment, simcse, tsdae, ct, mlm, neighbors, pseudo, sccl, mnrl, cosine, cosent, supcon. Images: simclr, moco, byol, autoencoder, inpaint.")] = "augment",
+    objective: Annotated[str, typer.Option("--objective", help="Texts: augment, simcse, tsdae, ct, mlm, neighbors, pseudo, sccl, distill, mnrl, cosine, cosent, supcon. Images: simclr, moco, byol, autoencoder, inpaint.")] = "augment",
     model: Model = "all-MiniLM-L6-v2",
     epochs: Annotated[float, typer.Option("--epochs", min=0.0, help="Passes over the data (ignored with --max-steps).")] = 1.0,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Optimizer steps to run.")] = None,
@@ -500,7 +500,8 @@ def finetune(
     sts: Annotated[Optional[Path], typer.Option("--sts", help="STS pairs file (text1, text2, score) to watch general ability.")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="InfoNCE temperature (augment, simcse, ct, mnrl, neighbors, pseudo, sccl).")] = None,
     anchor: Annotated[Optional[float], typer.Option("--anchor", min=0.0, help="Weight of a pull back towards the base model's embeddings; 0 = off [default: 1 for simcse, augment, ct, sccl; 0 otherwise].")] = None,
-    neighbors_k: Annotated[Optional[int], typer.Option("--neighbors", min=1, help="neighbors: how many nearest neighbours are positives.")] = None,
+    neighbors_k: Annotated[Optional[int], typer.Option("--neighbors", min=1, help="neighbors: how many nearest neighbours are positives; distill: neighbours (in the teacher's space) batched with each text.")] = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="distill: the tuner whose gain the model learns, a folder from `embtune tune -o` or a label-free method fitted on the corpus (spectral, neighborhood) [default: spectral].")] = None,
     clusters: Annotated[Optional[int], typer.Option("--clusters", min=2, help="pseudo / sccl: number of clusters [default: best silhouette].")] = None,
     refresh_every: Annotated[Optional[int], typer.Option("--refresh-every", min=1, help="neighbors / pseudo: steps between recomputing neighbours or clusters.")] = None,
     freeze_embeddings: Annotated[bool, typer.Option("--freeze-embeddings", help="use-multilingual-v3: keep the 128k x 512 token table fixed, train the rest.")] = False,
@@ -532,7 +533,7 @@ def _finetune_command(given: dict[str, Any]) -> None:
     if given["nproc"] > 1 and not distributed.launched():
         raise typer.Exit(_relaunch_with_torchrun(given["nproc"], quiet))
     options = {k: v for k, v in given.items() if k in RunOptions.__dataclass_fields__}
-    flags = {k: given[k] for k in ("temperature", "clusters", "refresh_every", "denoise", "reconstruct", "anchor")}
+    flags = {k: given[k] for k in ("temperature", "clusters", "refresh_every", "denoise", "reconstruct", "anchor", "teacher")}
     options.update(model_options={"freeze_embeddings": given["freeze_embeddings"] or None, "dropout": given["dropout"]},
                    show_progress=_progress(quiet), collapse_guard=not given["no_collapse_guard"],
                    objective_params=objective_params(given["objective"], neighbors=given["neighbors_k"], **flags))

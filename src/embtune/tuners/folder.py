@@ -76,6 +76,29 @@ def tuner_and_base_model(tuner, model, cache=None, device: str = "auto"):
     return fitted, model
 
 
+def teacher_tuner(teacher, model, device: str = "auto"):
+    """The tuner `finetune --objective distill` learns from: a tuner object as given; a tuner folder from `embtune tune
+    -o` (fitted on ``model``'s vectors: checked); or a label-free method's name (``None``: spectral), which the run
+    fits on its training texts."""
+    from embtune.tuners.methods import METHODS, make_tuner
+
+    teacher = "spectral" if teacher is None else teacher
+    if not isinstance(teacher, (str, Path)):
+        return teacher
+    if is_tuner_folder(teacher):
+        tuner, meta = load_tuner_with_base(teacher)
+        expected = meta.get("base_model_fingerprint")
+        if expected and load_encoder(model or DEFAULT_MODEL, device=device).fingerprint != expected:
+            raise EmbtuneError(f"--teacher {teacher}: that tuner was fitted on vectors from {meta.get('base_model')}, "
+                               f"not {model or DEFAULT_MODEL}; fine-tune that model, or fit a tuner on this one")
+        return tuner
+    label_free = [name for name, spec in METHODS.items() if not spec.needs_labels]
+    if str(teacher) not in label_free:
+        raise EmbtuneError(f"--teacher {teacher}: not a tuner folder (no config.json from `embtune tune -o` there) nor "
+                           f"one of the label-free methods {', '.join(label_free)}")
+    return make_tuner(str(teacher), device=device) if METHODS[str(teacher)].epochs_param else make_tuner(str(teacher))
+
+
 def space_after(after, before_model, cache=None, device: str = "auto"):
     """(name, function texts -> vectors, training record or None) for what a report's ``after`` names: a tuner folder
     (its base model's vectors passed through it, its epochs as the training record) or a model; an `embtune auto`

@@ -20,6 +20,7 @@ _OBJECTIVES = {
     "pseudo": ("pseudo", "PseudoLabelObjective"),
     "sccl": ("sccl", "SCCLObjective"),
     "supcon": ("supcon", "SupervisedContrastiveObjective"),
+    "distill": ("distill", "DistillObjective"),
     # images
     "simclr": ("simclr", "SimCLRObjective"),
     "moco": ("moco", "MoCoObjective"),
@@ -70,10 +71,11 @@ def make_objective(name: str, model, *, anchor: float | None = None, anchor_kind
 
 def objective_params(objective: str, *, temperature: float | None = None, neighbors: int | None = None,
                      clusters: int | None = None, refresh_every: int | None = None, denoise: bool = False,
-                     reconstruct: str | None = None, anchor: float | None = None) -> dict:
+                     reconstruct: str | None = None, anchor: float | None = None, teacher: str | None = None) -> dict:
     """The ``objective_params`` the finetune options mean for ``objective`` (only those given): ``neighbors`` is the
-    neighbors objective's k, ``clusters`` the k of pseudo / sccl; ``reconstruct`` the image autoencoder's target."""
-    params = {"temperature": temperature, "k": neighbors if objective == "neighbors" else clusters,
+    k of neighbors / distill, ``clusters`` the k of pseudo / sccl; ``reconstruct`` the image autoencoder's target;
+    ``teacher`` the tuner distill learns from (a tuner folder or a method name)."""
+    params = {"temperature": temperature, "k": neighbors if objective in ("neighbors", "distill") else clusters,
               "refresh_every": refresh_every, "denoise": True if denoise else None, "target": reconstruct,
-              "anchor": anchor}
+              "anchor": anchor, "teacher": teacher}
     return {k: v for k, v in params.items() if v is not None}
