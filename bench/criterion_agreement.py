@@ -10,11 +10,10 @@ tuner transforms the test texts). Then, per set:
   candidate (the base counts as a candidate) and whether it is worse than the base.
 
 Criteria compared (label-free, all on the held-out train texts):
-- ``silhouette x stability``: what auto used up to now (cosine silhouette of KMeans at k = held-out/10, times the ARI
-  between KMeans seeds);
-- ``+ split-half``: the same, but a candidate counts only if its structure reproduces from independent data: the tuner
-  is also fitted on two disjoint halves of the fit texts, the held-out texts are clustered in both spaces, and their ARI
-  must reach the base space's ARI between KMeans seeds (a space that only sharpens its own sample's accidents fails).
+- ``neighbour agreement``: what auto uses (embtune/evaluation/criterion.py): how often KMeans clusters in the
+  candidate's space, at k = 5 to 80, keep each held-out text together with its 10 nearest neighbours in the base space;
+- ``silhouette x stability``: what auto used before (cosine silhouette of KMeans at k = held-out/10, times the ARI
+  between KMeans seeds, each in the candidate's own space), with the same noise rule.
 
 Usage: .venv/bin/python bench/criterion_agreement.py [--sets banking77,...]
 Writes bench/results/criterion_agreement.json. The candidates are tuners on cached base vectors (minutes, not hours);
@@ -29,7 +28,6 @@ import time
 
 import numpy as np
 from scipy.stats import spearmanr
-from sklearn.metrics import adjusted_rand_score
 
 from bench_data import tuner_from_spec as tuner
 from suite import RESULTS, SETS, SHARED, Space, cpu_flags, label as name  # bench/suite.py
@@ -43,14 +41,24 @@ CANDIDATES = (
 )
 
 
-def split_half_ari(spec: dict, fit_x, held_x, k: int, seed: int = 0) -> float:
-    """ARI between KMeans of the held-out texts in two spaces fitted on disjoint halves of ``fit_x``."""
-    from embtune.evaluation.clustering import kmeans_assign
+def own_geometry_score(x, k: int, seeds: int):
+    """The criterion auto used before: per KMeans seed, silhouette x mean ARI to the other seeds, in x's own space."""
+    from sklearn.metrics import adjusted_rand_score
 
-    order = np.random.default_rng(seed + 1).permutation(len(fit_x))
-    halves = order[: len(order) // 2], order[len(order) // 2:]
-    runs = [kmeans_assign(tuner(spec, seed).fit(fit_x[h]).transform(held_x), k, seed) for h in halves]
-    return float(adjusted_rand_score(*runs))
+    from embtune.data.vectors import l2_normalize
+    from embtune.evaluation.clustering import _silhouette, kmeans_assign
+    from embtune.evaluation.criterion import SpaceScore
+    from embtune.evaluation.geometry import effective_rank, mean_pairwise_cosine
+
+    unit = l2_normalize(np.asarray(x, dtype=np.float32))
+    runs = [kmeans_assign(unit, k, seed) for seed in range(seeds)]
+    silhouettes = [float(np.nan_to_num(_silhouette(unit, a, 0))) for a in runs]
+    stabilities = [float(np.mean([adjusted_rand_score(a, b) for j, b in enumerate(runs) if j != i]))
+                   for i, a in enumerate(runs)]
+    per_seed = [a * b for a, b in zip(silhouettes, stabilities)]
+    return SpaceScore(score=float(np.mean(per_seed)), std=float(np.std(per_seed)), silhouette=float(np.mean(silhouettes)),
+                      stability=float(np.mean(stabilities)), effective_rank=effective_rank(unit),
+                      spread=1.0 - mean_pairwise_cosine(unit), k=k, per_seed=per_seed)
 
 
 def test_v(space: Space, test_x, seeds: int) -> float:
@@ -64,31 +72,31 @@ def test_v(space: Space, test_x, seeds: int) -> float:
 
 def one_set(name_: str, stsb, heldout: int, seeds: int) -> dict:
     from embtune.auto_select import MAX_K, TEXTS_PER_CLUSTER, _split
-    from embtune.evaluation.criterion import choose, guard, score_space
+    from embtune.evaluation.criterion import choose, guard, referee_neighbours, score_space
 
     space = Space(name_, stsb)
     train_x = space.base[0]
     held, fit = _split(len(train_x), 0.2, heldout, seed=0)
     k = int(min(MAX_K, max(2, len(held) // TEXTS_PER_CLUSTER)))
-    base_score = score_space(train_x[held], k, seeds=seeds)
+    referee = referee_neighbours(train_x[held])
+    base_score = score_space(train_x[held], k, seeds=seeds, referee=referee)
+    base_old = own_geometry_score(train_x[held], k, seeds)
     rows = [{"name": "base", "criterion": base_score.score, "criterion_std": base_score.std,
-             "stability": base_score.stability, "split_half": base_score.stability,
-             "test_v": test_v(space, space.base[1], seeds)}]
-    scores = {}
+             "old_criterion": base_old.score, "test_v": test_v(space, space.base[1], seeds)}]
+    scores, old_scores = {}, {}
     for spec in CANDIDATES:
         started = time.perf_counter()
         t = tuner(spec).fit(train_x[fit])
-        s = guard(score_space(t.transform(train_x[held]), k, seeds=seeds), base_score)
-        scores[name(spec)] = s
-        rows.append({"name": name(spec), "criterion": s.score, "criterion_std": s.std, "stability": s.stability,
-                     "rejected": s.rejected, "split_half": split_half_ari(spec, train_x[fit], train_x[held], k),
+        held_x = t.transform(train_x[held])
+        s = scores[name(spec)] = guard(score_space(held_x, k, seeds=seeds, referee=referee), base_score)
+        old_scores[name(spec)] = guard(own_geometry_score(held_x, k, seeds), base_old)
+        rows.append({"name": name(spec), "criterion": s.score, "criterion_std": s.std,
+                     "old_criterion": old_scores[name(spec)].score, "rejected": s.rejected,
                      "test_v": test_v(space, t.transform(space.base[1]), seeds), "seconds": round(time.perf_counter() - started, 1)})
         print(f"  {name_} {rows[-1]}", flush=True)
-    by_name = {r["name"]: r for r in rows}
-    reproducible = {n: s for n, s in scores.items() if by_name[n]["split_half"] >= base_score.stability}
     return {"set": name_, "k": k, "rows": rows, "chosen": {
-        "silhouette x stability": choose(base_score, scores)[0],
-        "+ split-half": choose(base_score, reproducible)[0],
+        "neighbour agreement": choose(base_score, scores)[0],
+        "silhouette x stability": choose(base_old, old_scores)[0],
     }}
 
 
@@ -96,7 +104,9 @@ def verdicts(result: dict) -> dict:
     rows = result["rows"]
     v = {r["name"]: r["test_v"] for r in rows}
     best = max(v.values())
-    out = {"spearman": float(spearmanr([r["criterion"] for r in rows], [r["test_v"] for r in rows]).statistic)}
+    tv = [r["test_v"] for r in rows]
+    out = {"spearman": float(spearmanr([r["criterion"] for r in rows], tv).statistic),
+           "spearman_old": float(spearmanr([r["old_criterion"] for r in rows], tv).statistic)}
     for criterion, chosen in result["chosen"].items():
         out[criterion] = {"chosen": chosen, "delta_v": round(v[chosen] - v["base"], 2),
                           "within_0.5_of_best": v[chosen] >= best - 0.5, "worse_than_base": v[chosen] < v["base"]}
@@ -121,15 +131,15 @@ def main() -> None:
     lines = [f"# criterion agreement on {len(results)} sets, {(time.perf_counter() - began) / 60:.1f} min, {cpu_flags()}", "",
              "| criterion | mean Spearman (criterion vs test V) | within 0.5 V of label-best | worse than base | mean ΔV of choice |",
              "|---|---|---|---|---|"]
-    for criterion in results[0]["chosen"]:
+    for criterion, rho in zip(results[0]["chosen"], ("spearman", "spearman_old")):
         picks = [r["verdict"][criterion] for r in results]
-        lines.append(f"| {criterion} | {np.mean([r['verdict']['spearman'] for r in results]):+.2f} | "
+        lines.append(f"| {criterion} | {np.mean([r['verdict'][rho] for r in results]):+.2f} | "
                      f"{sum(p['within_0.5_of_best'] for p in picks)}/{len(picks)} | "
                      f"{sum(p['worse_than_base'] for p in picks)}/{len(picks)} | {np.mean([p['delta_v'] for p in picks]):+.2f} |")
     lines += ["", "| set | " + " | ".join(results[0]["chosen"]) + " |", "|---|" + "---|" * len(results[0]["chosen"])]
     for r in results:
         lines.append(f"| {r['set']} | " + " | ".join(f"{p['chosen']} ({p['delta_v']:+.2f})" for c, p in r["verdict"].items()
-                                                     if c != "spearman") + " |")
+                                                     if not c.startswith("spearman")) + " |")
     print("\n".join(lines))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "criterion_agreement.json").write_text(json.dumps({"results": results, "table": lines}, indent=1) + "\n")

@@ -3,8 +3,8 @@ held-out texts, or keep the base model when none is.
 
 The corpus is split once (seeded) into a fit part and a held-out part. Every candidate (tuners on frozen vectors,
 short full fine-tunes) learns from the fit part only; every space, the base model's included, is scored on the
-held-out part with :mod:`embtune.evaluation.criterion` (silhouette x KMeans stability at one fixed k, with collapse
-guards). Labels, when the corpus has them, are only ever used to *report* (V-measure on the held-out part), so the
+held-out part with :mod:`embtune.evaluation.criterion` (how well its KMeans clusters keep the base model's nearest
+neighbours together, over a grid of k, with collapse guards). Labels, when the corpus has them, are only ever used to *report* (V-measure on the held-out part), so the
 report shows whether the label-free choice was right. ``auto.json`` is rewritten after every candidate: a crash or
 Ctrl-C loses at most the candidate that was running.
 """
@@ -144,7 +144,7 @@ class AutoRun:
 
     def start(self, ctx: AutoContext, held_labels) -> None:
         """Score the base model on the held-out texts and write the first auto.json."""
-        from embtune.evaluation.criterion import score_space
+        from embtune.evaluation.criterion import referee_neighbours, score_space
 
         self.ctx, self.held_labels = ctx, held_labels
         # One k for every space: about ten held-out texts per cluster, fine enough to see the neighbourhoods that
@@ -152,7 +152,8 @@ class AutoRun:
         # tell a sharper space from a blurrier one.)
         n_held = len(ctx.held_texts)
         self.k = int(min(MAX_K, max(2, n_held // TEXTS_PER_CLUSTER)))
-        self.base_score = score_space(ctx.held_x, self.k, seeds=self.seeds)
+        self.referee = referee_neighbours(ctx.held_x)  # every space is judged by the base model's neighbourhoods
+        self.base_score = score_space(ctx.held_x, self.k, seeds=self.seeds, referee=self.referee)
         self.scores = {"base": self.base_score}
         rows: list[dict[str, Any]] = [{
             "name": "base", "kind": "base", "summary": f"{ctx.encoder.name} as it is", "status": "scored",
@@ -205,7 +206,7 @@ class AutoRun:
     def _score(self, spec: CandidateSpec, row: dict, held_new, facts: dict, seconds: float) -> None:
         from embtune.evaluation.criterion import guard, score_space
 
-        score = guard(score_space(held_new, self.k, seeds=self.seeds), self.base_score)
+        score = guard(score_space(held_new, self.k, seeds=self.seeds, referee=self.referee), self.base_score)
         self.scores[spec.name] = score
         row.update(**facts, status="rejected" if score.rejected else "scored", seconds=round(seconds, 1),
                    **_rounded(score.to_dict()), **_rounded(self.label_view(held_new)))

@@ -184,9 +184,10 @@ def candidate_table(result: AutoResult) -> tuple[list[str], list[list[str]], str
             cells.append(f"{100 * r['v_measure']:.1f}±{100 * r['v_measure_std']:.1f}" if "v_measure" in r else "")
             cells.append(_cell(r, "knn_accuracy", ".1f", 100))
         rows.append(cells)
-    caption = (f"→ marks the choice. criterion: KMeans(k={result.k}) cosine silhouette (sil) x stability (stab, mean "
-               f"ARI between seeds), mean±std over seeds, on the {result.n_heldout} held-out texts; rank: effective "
-               "rank, spread: 1 - mean cosine; a candidate whose rank or spread fell below a quarter of the base "
+    caption = (f"→ marks the choice. criterion: the share of each held-out text's 10 nearest neighbours in the base "
+               f"model's space that its KMeans cluster in this space keeps (k = 5 to 80), mean±std over seeds, on the "
+               f"{result.n_heldout} held-out texts; sil, stab: cosine silhouette and stability (mean ARI between seeds) "
+               f"of KMeans(k={result.k}), shown, not used; rank: effective rank, spread: 1 - mean cosine; a candidate whose rank or spread fell below a quarter of the base "
                "model's is rejected as collapsed; the winner must beat the base model by more than the noise."
                + (" V (lab), kNN (lab): V-measure and leave-one-out 10-NN accuracy (x100) against the held-out labels, "
                   "shown to check the choice, never used to make it." if result.labels_reported else ""))
