@@ -47,6 +47,8 @@ CANDIDATES = {
                       "full fine-tune, positives from the model's own nearest neighbours"),
         CandidateSpec("finetune:neighbors+anchor", "finetune", {"objective": "neighbors", "anchor": 1.0},
                       "full fine-tune, positives from nearest neighbours"),
+        CandidateSpec("finetune:distill", "finetune", {"objective": "distill"},
+                      "full fine-tune that learns the spectral tuner's similarities (its gain, no stored corpus)"),
         CandidateSpec("finetune:sccl", "finetune", {"objective": "sccl"}, "instance contrast + clustering head"),
         CandidateSpec("finetune:pseudo", "finetune", {"objective": "pseudo"}, "KMeans pseudo-labels, supervised contrast"),
         CandidateSpec("finetune:augment", "finetune", {"objective": "augment"}, "SimCLR on augmented text views"),
