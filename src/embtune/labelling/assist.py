@@ -1,0 +1,157 @@
+"""What helps a person label less, computed in the high-dimensional (tuned) space, never on a 2-D map:
+
+- :func:`suggest_clusters`: KMeans groups, each with its size, the texts nearest its centre and its keywords
+  (class-based TF-IDF: a word scores high in a group when it is frequent there and rare across groups);
+- :func:`propagate`: a label and a confidence for every unlabelled item from its nearest labelled ones (a
+  similarity-weighted vote; the confidence is the winning label's share of the vote);
+- :func:`next_to_label`: a queue of items worth a person's look: the least confident, spread out (farthest-first) so
+  the queue does not show ten copies of the same doubt;
+- :func:`suspects`: labelled items whose labelled neighbours mostly carry another label.
+
+All take unit-normalisable vectors (rows = the corpus's items) and item indices; nothing here reads files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from embtune.data.vectors import l2_normalize
+
+CHUNK = 4096  # query rows per similarity block (keeps memory at CHUNK x n floats)
+
+
+@dataclass
+class Suggestion:
+    cluster: int
+    members: np.ndarray  # item indices, nearest to the centre first
+    keywords: list[str]
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+
+def _top_similar(queries: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, cosines) of each query's k most similar keys (both unit rows), most similar first."""
+    k = min(k, len(keys))
+    found = np.empty((len(queries), k), dtype=np.int64)
+    sims = np.empty((len(queries), k), dtype=np.float32)
+    for start in range(0, len(queries), CHUNK):
+        block = queries[start:start + CHUNK] @ keys.T
+        top = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        values = np.take_along_axis(block, top, axis=1)
+        order = np.argsort(-values, axis=1)
+        found[start:start + CHUNK] = np.take_along_axis(top, order, axis=1)
+        sims[start:start + CHUNK] = np.take_along_axis(values, order, axis=1)
+    return found, sims
+
+
+def class_tfidf_keywords(texts: list[str], groups: np.ndarray, *, top: int = 5) -> dict[int, list[str]]:
+    """Keywords per group by class-based TF-IDF (BERTopic's c-TF-IDF): the texts of a group are one document; a
+    word's weight is its frequency in the group (normalised by the group's words) x log(1 + average words per group /
+    the word's frequency over all groups). English stop words are left out."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    labels = sorted(set(np.asarray(groups).tolist()))
+    documents = [" ".join(t for t, g in zip(texts, groups) if g == label) for label in labels]
+    try:
+        vectorizer = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[^\W\d_][\w'-]+\b")
+        counts = vectorizer.fit_transform(documents).toarray().astype(np.float64)
+    except ValueError:  # nothing but stop words / numbers
+        return {label: [] for label in labels}
+    words = vectorizer.get_feature_names_out()
+    tf = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    idf = np.log(1 + counts.sum(axis=1).mean() / np.maximum(counts.sum(axis=0), 1))
+    weights = tf * idf
+    return {label: [str(words[j]) for j in np.argsort(-weights[i])[:top] if weights[i, j] > 0]
+            for i, label in enumerate(labels)}
+
+
+def suggest_clusters(vectors: np.ndarray, texts: list[str], *, k: int | None = None, seed: int = 0,
+                     exclude: np.ndarray | None = None, keywords: int = 5) -> list[Suggestion]:
+    """KMeans groups of the items not in ``exclude`` (e.g. those already labelled), largest first. ``k``: default
+    one group per ~50 items, between 2 and 200."""
+    from sklearn.cluster import KMeans
+
+    x = l2_normalize(np.asarray(vectors, dtype=np.float32))
+    items = np.setdiff1d(np.arange(len(x)), exclude if exclude is not None else [])
+    if len(items) < 2:
+        return []
+    k = int(min(len(items), k or min(200, max(2, len(items) // 50))))
+    model = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(x[items])
+    assignment = model.labels_
+    words = class_tfidf_keywords([texts[i] for i in items], assignment, top=keywords)
+    out = []
+    for cluster in range(k):
+        members = items[assignment == cluster]
+        if len(members) == 0:
+            continue
+        centre = model.cluster_centers_[cluster]
+        order = np.argsort(-(x[members] @ centre))
+        out.append(Suggestion(cluster, members[order], words.get(cluster, [])))
+    return sorted(out, key=lambda s: -s.size)
+
+
+def propagate(vectors: np.ndarray, labelled: dict[int, str], *, k: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(items, labels, confidences) for every item without a label in ``labelled`` (item -> label): the label with
+    the largest similarity-weighted vote among its ``k`` most similar labelled items, and that label's share of the
+    vote (0 when no labelled neighbour is similar at all; label "" when nothing is labelled yet)."""
+    x = l2_normalize(np.asarray(vectors, dtype=np.float32))
+    known = np.array(sorted(labelled), dtype=np.int64)
+    unknown = np.setdiff1d(np.arange(len(x)), known)
+    if len(known) == 0 or len(unknown) == 0:  # nothing to vote with (or nothing left): no label, no confidence
+        return unknown, np.full(len(unknown), "", dtype=object), np.zeros(len(unknown))
+    names = sorted(set(labelled.values()))
+    code = {name: i for i, name in enumerate(names)}
+    known_codes = np.array([code[labelled[i]] for i in known])
+    found, sims = _top_similar(x[unknown], x[known], k)
+    votes = np.zeros((len(unknown), len(names)))
+    np.add.at(votes, (np.repeat(np.arange(len(unknown)), found.shape[1]), known_codes[found].ravel()),
+              np.maximum(sims, 0).ravel())
+    total = votes.sum(axis=1)
+    best = votes.argmax(axis=1)
+    confidence = np.where(total > 0, votes[np.arange(len(unknown)), best] / np.maximum(total, 1e-12), 0.0)
+    return unknown, np.array(names, dtype=object)[best], confidence
+
+
+def next_to_label(vectors: np.ndarray, labelled: dict[int, str], *, size: int = 20, k: int = 10,
+                  pool: int = 500) -> np.ndarray:
+    """Up to ``size`` unlabelled items to look at next: from the ``pool`` least confident under :func:`propagate`
+    (all unlabelled items when nothing is labelled yet), chosen farthest-first so they are spread out."""
+    x = l2_normalize(np.asarray(vectors, dtype=np.float32))
+    if labelled:
+        items, _, confidence = propagate(x, labelled, k=k)
+        candidates = items[np.argsort(confidence, kind="stable")[:pool]]
+    else:
+        candidates = np.arange(len(x))[:: max(1, len(x) // pool)][:pool]
+    if len(candidates) == 0:
+        return candidates
+    chosen = [int(candidates[0])]
+    distance = 1 - x[candidates] @ x[chosen[0]]
+    while len(chosen) < min(size, len(candidates)):
+        pick = int(np.argmax(distance))
+        chosen.append(int(candidates[pick]))
+        distance = np.minimum(distance, 1 - x[candidates] @ x[candidates[pick]])
+    return np.array(chosen, dtype=np.int64)
+
+
+def suspects(vectors: np.ndarray, labelled: dict[int, str], *, k: int = 10, agreement: float = 0.5) -> list[tuple[int, str, float]]:
+    """Labelled items whose ``k`` most similar *labelled* neighbours mostly disagree: (item, the neighbours' majority
+    label, the share of neighbours that agree with the item's own label), least agreeing first."""
+    x = l2_normalize(np.asarray(vectors, dtype=np.float32))
+    known = np.array(sorted(labelled), dtype=np.int64)
+    if len(known) < 3:
+        return []
+    found, _ = _top_similar(x[known], x[known], min(k + 1, len(known)))
+    names = np.array([labelled[i] for i in known], dtype=object)
+    out = []
+    for row, neighbours in enumerate(found):
+        neighbours = neighbours[neighbours != row][:k]  # not itself
+        theirs = names[neighbours]
+        share = float(np.mean(theirs == names[row]))
+        if share < agreement:
+            values, counts = np.unique(theirs.astype(str), return_counts=True)
+            out.append((int(known[row]), str(values[np.argmax(counts)]), share))
+    return sorted(out, key=lambda t: t[2])

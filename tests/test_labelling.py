@@ -1,0 +1,155 @@
+"""Bulk-labelling logic without a browser: the event log replays to the same labels after a kill -9, undo/redo work
+along a stack, propagation / keywords / queue / suspects do what a person relies on them for."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from embtune.errors import EmbtuneError
+from embtune.labelling import (
+    Label,
+    LabelLog,
+    class_tfidf_keywords,
+    next_to_label,
+    propagate,
+    suggest_clusters,
+    suspects,
+)
+
+
+def test_labels_replay_with_exclusive_labels_unlabel_undo_and_redo(tmp_path):
+    log = LabelLog.open(tmp_path / "out" / "labels.events.jsonl")
+    log.apply("label", [1, 2, 3], label="card")
+    log.apply("label", [3, 4], label=" refund ")  # exclusive: 3 moves to refund; spaces trimmed
+    assert log.labels() == {1: Label("card", "manual", 1.0), 2: Label("card", "manual", 1.0),
+                            3: Label("refund", "manual", 1.0), 4: Label("refund", "manual", 1.0)}
+    log.apply("unlabel", [1])
+    log.apply("label", [7], label="card", source="propagated", confidences=[0.8])
+    assert set(log.labels()) == {2, 3, 4, 7} and log.labels()[7] == Label("card", "propagated", 0.8)
+    log.undo()
+    log.undo()  # back before the unlabel
+    assert set(log.labels()) == {1, 2, 3, 4}
+    log.redo()
+    assert set(log.labels()) == {2, 3, 4}
+    log.apply("label", [9], label="atm")  # a new action clears what could be redone
+    assert log.redo() is None and not log.can_redo
+    again = LabelLog.open(tmp_path / "out" / "labels.events.jsonl")
+    assert again.labels() == log.labels() and again.actions() == log.actions() == 4
+    lines = (tmp_path / "out" / "labels.events.jsonl").read_text().splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == list(range(1, len(lines) + 1))
+
+
+def test_bad_actions_are_refused_before_anything_is_written(tmp_path):
+    log = LabelLog.open(tmp_path / "e.jsonl")
+    for call, message in ((lambda: log.apply("label", [1], label="  "), "non-empty label"),
+                          (lambda: log.apply("label", [], label="x"), "at least one item"),
+                          (lambda: log.apply("delete", [1]), "op must be"),
+                          (lambda: log.apply("label", [1, 2], label="x", confidences=[1.0]), "2 items"),
+                          (lambda: log.apply("label", [1], label="x", source="guess"), "source")):
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert log.undo() is None and (tmp_path / "e.jsonl").read_text() == ""
+
+
+def test_a_torn_last_line_is_cut_and_a_foreign_file_is_refused(tmp_path):
+    path = tmp_path / "e.jsonl"
+    log = LabelLog.open(path)
+    log.apply("label", [1, 2], label="a")
+    with open(path, "a") as f:
+        f.write('{"op": "label", "items": [5], "lab')  # a crash in the middle of a write
+    again = LabelLog.open(path)
+    assert set(again.labels()) == {1, 2} and path.read_text().endswith("\n")
+    again.apply("label", [5], label="b")
+    assert set(LabelLog.open(path).labels()) == {1, 2, 5}
+    foreign = tmp_path / "f.jsonl"
+    foreign.write_text('{"text": "hello"}\n')
+    with pytest.raises(EmbtuneError, match="line 1 is not a label event"):
+        LabelLog.open(foreign)
+
+
+WRITER = """
+import sys
+from embtune.labelling import LabelLog
+log = LabelLog.open(sys.argv[1])
+for i in range(100000):
+    log.apply("label", [i], label=f"l{i % 7}")
+    print(i, flush=True)
+"""
+
+
+def test_kill_9_loses_no_acknowledged_label(tmp_path):
+    path = tmp_path / "e.jsonl"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    acknowledged = -1
+    deadline = time.time() + 60
+    while acknowledged < 200 and time.time() < deadline:
+        acknowledged = int(writer.stdout.readline())
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    labels = LabelLog.open(path).labels()
+    assert acknowledged >= 200
+    assert all(i in labels and labels[i].label == f"l{i % 7}" for i in range(acknowledged + 1))
+
+
+def groups(n_groups=4, per=30, dim=16, spread=0.15, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_groups, dim))
+    x = np.concatenate([c + spread * rng.normal(size=(per, dim)) for c in centres]).astype(np.float32)
+    return x, np.repeat(np.arange(n_groups), per)
+
+
+def test_propagation_follows_the_groups_with_a_confidence():
+    x, y = groups()
+    labelled = {int(i): f"g{y[i]}" for i in (0, 1, 30, 31, 60, 61, 90, 91)}
+    items, labels, confidence = propagate(x, labelled, k=4)
+    assert len(items) == len(x) - len(labelled) and not set(items.tolist()) & set(labelled)
+    assert np.mean(labels == np.array([f"g{y[i]}" for i in items])) == 1.0
+    assert confidence.min() > 0.5 and confidence.max() <= 1.0
+    # an item between two groups is less sure than one inside a group
+    middle = (x[0] + x[30]) / 2
+    _, mixed, sure = propagate(np.vstack([x, middle]), labelled, k=4)
+    assert sure[-1] < np.median(sure)
+    none_items, none_labels, none_conf = propagate(x, {}, k=4)
+    assert len(none_items) == len(x) and set(none_labels) == {""} and not none_conf.any()
+
+
+def test_class_tfidf_keywords_name_each_group_by_its_own_words():
+    texts = ["my card was stolen", "card blocked after theft", "stolen card again",
+             "refund for the returned item", "where is my refund", "refund not arrived"]
+    words = class_tfidf_keywords(texts, np.array([0, 0, 0, 1, 1, 1]), top=2)
+    assert words[0][0] == "card" and "stolen" in words[0] and words[1][0] == "refund"
+    assert class_tfidf_keywords(["the a", "of it"], np.array([0, 1])) == {0: [], 1: []}
+
+
+def test_suggested_clusters_are_the_groups_with_keywords_and_skip_labelled_items():
+    x, y = groups()
+    words = ["card stolen", "refund late", "atm cash", "exchange rate"]
+    texts = [f"{words[g]} number {i}" for i, g in enumerate(y)]
+    found = suggest_clusters(x, texts, k=4)
+    assert sorted(s.size for s in found) == [30] * 4
+    for s in found:
+        assert len(set(y[s.members].tolist())) == 1  # one planted group each
+        assert s.keywords[0] in words[y[s.members[0]]].split()
+    rest = suggest_clusters(x, texts, k=3, exclude=np.arange(30))
+    assert sum(s.size for s in rest) == 90 and all(m >= 30 for s in rest for m in s.members)
+
+
+def test_queue_is_uncertain_and_spread_out_and_suspects_are_labels_their_neighbours_dispute():
+    x, y = groups()
+    labelled = {int(i): f"g{y[i]}" for i in range(0, 120, 3)}
+    queue = next_to_label(x, labelled, size=6, k=4)
+    assert len(queue) == 6 and not set(queue.tolist()) & set(labelled)
+    first = next_to_label(x, {}, size=4)
+    assert len(set(y[first].tolist())) == 4  # nothing labelled yet: one from each group, not four of one
+    wrong = dict(labelled)
+    wrong[3] = "g2"  # item 3 sits in group 0
+    found = suspects(x, wrong, k=5)
+    assert [item for item, _, _ in found] == [3] and found[0][1] == "g0" and found[0][2] == 0.0
