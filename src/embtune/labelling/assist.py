@@ -95,25 +95,32 @@ def suggest_clusters(vectors: np.ndarray, texts: list[str], *, k: int | None = N
 
 
 def propagate(vectors: np.ndarray, labelled: dict[int, str], *, k: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(items, labels, confidences) for every item without a label in ``labelled`` (item -> label): the label with
-    the largest similarity-weighted vote among its ``k`` most similar labelled items, and that label's share of the
-    vote (0 when no labelled neighbour is similar at all; label "" when nothing is labelled yet)."""
+    """(items, labels, confidences) for every item without a label in ``labelled`` (item -> label), from its ``k``
+    most similar items in the whole corpus (labelled or not): the label with the largest similarity-weighted vote
+    among them, and that vote's share of *all* k neighbours' weight. So an item is sure only when most of its
+    neighbourhood carries that label; one far from every labelled item gets label "" and confidence 0."""
     x = l2_normalize(np.asarray(vectors, dtype=np.float32))
     known = np.array(sorted(labelled), dtype=np.int64)
     unknown = np.setdiff1d(np.arange(len(x)), known)
     if len(known) == 0 or len(unknown) == 0:  # nothing to vote with (or nothing left): no label, no confidence
         return unknown, np.full(len(unknown), "", dtype=object), np.zeros(len(unknown))
     names = sorted(set(labelled.values()))
-    code = {name: i for i, name in enumerate(names)}
-    known_codes = np.array([code[labelled[i]] for i in known])
-    found, sims = _top_similar(x[unknown], x[known], k)
+    lookup = {name: i for i, name in enumerate(names)}
+    code = np.full(len(x), -1)  # each item's label as a number, -1 when unlabelled
+    code[known] = [lookup[labelled[i]] for i in known]
+    found, sims = _top_similar(x[unknown], x, k + 1)
+    mine = found == unknown[:, None]  # each item finds itself: drop it (or the last neighbour when it did not)
+    keep = np.where(mine.any(axis=1, keepdims=True), ~mine, np.arange(found.shape[1]) < k)
+    found, weights = found[keep].reshape(len(unknown), k), np.maximum(sims[keep].reshape(len(unknown), k), 0)
+    codes = code[found]
     votes = np.zeros((len(unknown), len(names)))
-    np.add.at(votes, (np.repeat(np.arange(len(unknown)), found.shape[1]), known_codes[found].ravel()),
-              np.maximum(sims, 0).ravel())
-    total = votes.sum(axis=1)
+    voting = codes >= 0
+    rows = np.repeat(np.arange(len(unknown))[:, None], k, axis=1)
+    np.add.at(votes, (rows[voting], codes[voting]), weights[voting])
     best = votes.argmax(axis=1)
-    confidence = np.where(total > 0, votes[np.arange(len(unknown)), best] / np.maximum(total, 1e-12), 0.0)
-    return unknown, np.array(names, dtype=object)[best], confidence
+    share = votes[np.arange(len(unknown)), best] / np.maximum(weights.sum(axis=1), 1e-12)
+    guessed = np.where(votes.max(axis=1) > 0, np.array(names, dtype=object)[best], "")
+    return unknown, guessed.astype(object), np.where(votes.max(axis=1) > 0, share, 0.0)
 
 
 def next_to_label(vectors: np.ndarray, labelled: dict[int, str], *, size: int = 20, k: int = 10,

@@ -1,0 +1,155 @@
+"""Does a tuned space make bulk labelling take fewer actions? A simulated annotator, acting only through what the
+explorer offers, labels a set in the base space, in the tuned (spectral) space, and in the tuned space re-tuned once
+on its own labels; every action counts.
+
+The annotator sees the labels (it stands for the person); nothing else does. Its fixed policy, the same in every space:
+
+- **cluster action**: take the next suggested cluster (KMeans in the high-dimensional space over the items not yet
+  labelled, largest first; recomputed every ``--refresh`` actions, as the page recomputes them), read its members, keep
+  those of its majority true label (a reader deselects the others) and apply that label to them: one action;
+- **accept action**: after every 4 cluster actions, accept every propagated label (similarity-weighted vote of the 10
+  most similar labelled items) with confidence >= ``--accept`` (0.9): one action. Those labels can be wrong.
+- **re-tune** (third space only): after ``--retune-at`` actions, a ContrastiveTuner is fitted on the labels so far (the
+  manual ones) on the tuned vectors, and labelling continues in its space.
+
+Reported after 10 / 25 / 50 / 100 actions: labelled fraction and label accuracy (over the labelled items). Also the
+actions each space needs to first reach the coverage targets (at accuracy >= 90 %): the issue's target is that the
+tuned space needs at least 30 % fewer actions than the base space.
+
+Usage: .venv/bin/python bench/labelling_effort.py [--sets banking77,searchsnippets,cifar10-mini] [--actions 100]
+Writes bench/results/labelling_effort.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CHECKPOINTS = (10, 25, 50, 100)
+COVERAGE_TARGETS = (0.25, 0.5, 0.75)
+
+
+def set_vectors(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(base vectors, true labels, texts) of a set's train split: text sets through the suite's cached encoder,
+    cifar10-mini through the image backbone."""
+    if name == "cifar10-mini":
+        import embtune
+        from embtune.data.images import read_image_corpus
+        from images import DATA  # bench/images.py
+
+        corpus = read_image_corpus(DATA / "train.jsonl")
+        x = embtune.encode(str(DATA / "train.jsonl"), model="efficientnet-lite0")
+        return x, np.asarray(corpus.labels), [Path(str(p)).stem.replace("_", " ") for p in corpus.texts]
+    from embtune.data.corpus import read_corpus
+    from embtune.encoders import VectorCache, load_encoder
+    from embtune.encoders.encode import encode_items
+    from suite import MODEL, splits  # bench/suite.py
+
+    train, _ = splits(name)
+    corpus = read_corpus(train, require_labels=True)
+    x, _ = encode_items(load_encoder(MODEL), corpus.texts, cache=VectorCache())
+    return x, np.asarray(corpus.labels), list(corpus.texts)
+
+
+def annotate(x: np.ndarray, truth: np.ndarray, texts: list[str], *, actions: int, accept: float, refresh: int,
+             retune_at: int | None = None, seed: int = 0) -> list[dict]:
+    """Run the policy for ``actions`` actions; the state after each action (labelled fraction, accuracy)."""
+    from embtune.labelling import propagate, suggest_clusters
+
+    labels: dict[int, str] = {}
+    manual: dict[int, str] = {}
+    queue: list = []
+    history = []
+    for action in range(1, actions + 1):
+        if retune_at is not None and action == retune_at + 1:
+            x = retuned(x, manual, seed)
+            queue = []
+        if action % 5 == 0:  # accept propagated labels above the threshold
+            items, guessed, confidence = propagate(x, labels, k=10)
+            sure = confidence >= accept
+            labels.update({int(i): str(g) for i, g in zip(items[sure], guessed[sure])})
+        else:
+            if not queue or (action % refresh == 1):
+                queue = suggest_clusters(x, texts, seed=seed, exclude=np.array(sorted(labels), dtype=np.int64))
+            while queue:
+                members = np.array([m for m in queue.pop(0).members if int(m) not in labels])
+                if len(members):
+                    break
+            else:
+                members = np.array([], dtype=np.int64)
+            if len(members):
+                values, counts = np.unique(truth[members].astype(str), return_counts=True)
+                majority = values[np.argmax(counts)]
+                keep = members[truth[members].astype(str) == majority]
+                labels.update({int(i): majority for i in keep})
+                manual.update({int(i): majority for i in keep})
+        done = np.array(sorted(labels), dtype=np.int64)
+        correct = np.mean([labels[i] == str(truth[i]) for i in done]) if len(done) else 1.0
+        history.append({"action": action, "labelled": len(done) / len(x), "accuracy": float(correct)})
+    return history
+
+
+def retuned(x: np.ndarray, manual: dict[int, str], seed: int) -> np.ndarray:
+    """The space after one re-tune: a ContrastiveTuner fitted on the manual labels so far, applied to every item."""
+    from embtune.tuners import ContrastiveTuner
+
+    items = np.array(sorted(manual), dtype=np.int64)
+    tuner = ContrastiveTuner(random_state=seed).fit(x[items], np.array([manual[i] for i in items]))
+    return tuner.transform(x)
+
+
+def actions_to_reach(history: list[dict], coverage: float, accuracy: float = 0.9) -> int | None:
+    for row in history:
+        if row["labelled"] >= coverage and row["accuracy"] >= accuracy:
+            return row["action"]
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", default="banking77,searchsnippets,cifar10-mini")
+    parser.add_argument("--actions", type=int, default=100)
+    parser.add_argument("--accept", type=float, default=0.9)
+    parser.add_argument("--refresh", type=int, default=10)
+    parser.add_argument("--retune-at", type=int, default=50)
+    args = parser.parse_args()
+    from embtune.tuners import SpectralTuner
+    from suite import cpu_flags
+
+    began, out = time.perf_counter(), {}
+    for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
+        x, truth, texts = set_vectors(name)
+        tuned = SpectralTuner().fit(x).transform(x)
+        spaces = {"base": (x, None), "tuned": (tuned, None), "tuned + re-tune": (tuned, args.retune_at)}
+        out[name] = {}
+        for space, (vectors, retune_at) in spaces.items():
+            history = annotate(vectors, truth, texts, actions=args.actions, accept=args.accept, refresh=args.refresh,
+                               retune_at=retune_at)
+            out[name][space] = {"history": history,
+                                "reach": {str(c): actions_to_reach(history, c) for c in COVERAGE_TARGETS}}
+            marks = "  ".join(f"@{a}: {100 * history[a - 1]['labelled']:.1f}% at {100 * history[a - 1]['accuracy']:.1f}%"
+                              for a in CHECKPOINTS if a <= len(history))
+            print(f"{name:15s} {space:16s} {marks}  actions to reach {out[name][space]['reach']}", flush=True)
+    lines = [f"# labelling effort, {(time.perf_counter() - began) / 60:.1f} min, CPU: {cpu_flags()}", "",
+             "| set | space | " + " | ".join(f"after {a}: labelled / accuracy" for a in CHECKPOINTS) + " | "
+             + " | ".join(f"actions to {int(100 * c)} %" for c in COVERAGE_TARGETS) + " |",
+             "|---|---|" + "---|" * (len(CHECKPOINTS) + len(COVERAGE_TARGETS))]
+    for name, spaces in out.items():
+        for space, result in spaces.items():
+            h = result["history"]
+            cells = [f"{100 * h[a - 1]['labelled']:.1f}% / {100 * h[a - 1]['accuracy']:.1f}%" if a <= len(h) else ""
+                     for a in CHECKPOINTS]
+            reach = [str(result["reach"][str(c)] or f">{len(h)}") for c in COVERAGE_TARGETS]
+            lines.append(f"| {name} | {space} | " + " | ".join(cells + reach) + " |")
+    print("\n".join(lines))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "labelling_effort.json").write_text(json.dumps({"results": out, "table": lines}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
