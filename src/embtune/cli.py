@@ -623,6 +623,49 @@ def report(
     _run(quiet, debug, action)
 
 
+# -- explore --------------------------------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog=(
+        "**Examples**\n\n"
+        "    embtune explore tickets.jsonl -o labels/\n\n"
+        "    embtune explore tickets.jsonl -o labels/ --tuner tuner/    # base and tuned maps side by side\n\n"
+        "Prints a local URL with a per-run token; open it in a browser. Lasso or box-select points, type a label, "
+        "undo / redo; every action is saved to OUT/labels.events.jsonl as it happens. Export with the page's links "
+        "(OUT/labels.csv, OUT/labels.jsonl)."
+    )
+)
+def explore(
+    corpus: CorpusArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the labels (event log, exports, a re-tuned tuner); reopening it continues the session.")] = Path("explore"),
+    model: Model = "all-MiniLM-L6-v2",
+    tuner: Annotated[Optional[Path], typer.Option("--tuner", help="Tuner folder (embtune tune -o): its space is shown beside the base model's.")] = None,
+    after: Annotated[Optional[str], typer.Option("--after", help="A fine-tuned model folder to show beside the base model.")] = None,
+    labels: Annotated[Optional[str], typer.Option("--labels", "--label-field", help="Field with existing labels, to colour by.")] = None,
+    text_field: TextField = "text",
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; 127.0.0.1 keeps it to this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port [default: any free one].")] = 0,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")] = False,
+    device: Device = "auto",
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Label a corpus in bulk on a map of its embeddings (before / after tuning), in the browser."""
+
+    def action():
+        from embtune.explore.server import serve
+        from embtune.explore.session import open_session
+        from embtune.outputs import output_folder
+
+        with output_folder(output, inputs=[corpus, tuner], command="explore") as folder:
+            session = open_session(corpus, folder, model=model, tuner=tuner, after=after, text_field=text_field,
+                                   label_field=labels, device=device, show_progress=_progress(quiet))
+            serve(session, host=host, port=port, open_browser=open_browser, say=lambda m: print(m, flush=True))
+
+    _run(quiet, debug, action)
+
+
 # -- auto -----------------------------------------------------------------------------------------------------------
 
 

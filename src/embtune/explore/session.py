@@ -1,0 +1,256 @@
+"""One `embtune explore` session: the corpus, its spaces (before / after), their 2-D maps, and the label state.
+
+Everything the page asks for is a method here returning plain JSON-able values, so the server only routes and the
+logic is testable without a browser. Maps are PCA of the (unit) vectors, computed once per space. The label state is
+the fsync'd event log of :mod:`embtune.labelling.events` in the output folder; suggestions, propagation, the queue and
+suspects are computed in the high-dimensional space the person labels in (the "after" space when there is one).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embtune.data.vectors import l2_normalize
+from embtune.errors import EmbtuneError
+from embtune.labelling import EVENTS_FILE, LabelLog, next_to_label, propagate, suggest_clusters, suspects
+
+log = logging.getLogger(__name__)
+MAX_PANEL = 50  # texts the selection panel shows at once (a resample draws another 50)
+RETUNED = "retuned_tuner"  # the tuner the re-tune button fits, in the output folder
+
+
+@dataclass
+class Space:
+    name: str
+    vectors: np.ndarray  # unit rows
+    xy: np.ndarray  # (n, 2) float32 map
+
+
+def project(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A 2-D map of the vectors: PCA (exact for small corpora, randomised above 5,000 rows), scaled to [-1, 1]."""
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(vectors, dtype=np.float32)
+    solver = "randomized" if len(x) > 5000 else "full"
+    xy = PCA(n_components=2, svd_solver=solver, random_state=seed).fit_transform(x - x.mean(axis=0))
+    return (xy / max(float(np.abs(xy).max()), 1e-12)).astype(np.float32)
+
+
+class ExploreSession:
+    """The state behind the page. ``spaces``: one or two (before, after); labels live in ``output``."""
+
+    def __init__(self, texts: list[str], spaces: list[Space], output: Path, *, source: Path | None = None,
+                 text_field: str = "text", given_labels: list[str] | None = None, base_vectors: np.ndarray | None = None,
+                 base_meta: dict[str, Any] | None = None):
+        self.texts, self.spaces, self.output = texts, spaces, Path(output)
+        self.source, self.text_field, self.given_labels = source, text_field, given_labels
+        self.base_vectors = base_vectors if base_vectors is not None else spaces[0].vectors
+        self.base_meta = base_meta or {}
+        self.log = LabelLog.open(self.output / EVENTS_FILE)
+        self._rng = np.random.default_rng(0)
+
+    @property
+    def work_space(self) -> Space:
+        """The space suggestions and propagation are computed in: the last one (the tuned one when there are two)."""
+        return self.spaces[-1]
+
+    # -- what the page reads -----------------------------------------------------------------------------------------
+
+    def points(self) -> dict[str, Any]:
+        labels = self.log.labels()
+        return {"n": len(self.texts), "spaces": [{"name": s.name, "x": np.round(s.xy[:, 0].astype(np.float64), 4).tolist(),
+                                                   "y": np.round(s.xy[:, 1].astype(np.float64), 4).tolist()} for s in self.spaces],
+                "labels": {str(i): [v.label, v.source, v.confidence] for i, v in labels.items()},
+                "given_labels": self.given_labels, "can_undo": self.log.can_undo, "can_redo": self.log.can_redo}
+
+    def texts_of(self, items: list[int], *, resample: bool = False) -> dict[str, Any]:
+        items = [int(i) for i in items if 0 <= int(i) < len(self.texts)]
+        shown = (sorted(self._rng.choice(items, MAX_PANEL, replace=False).tolist()) if resample and len(items) > MAX_PANEL
+                 else items[:MAX_PANEL])
+        labels = self.log.labels()
+        return {"count": len(items), "items": [{"id": i, "text": self.texts[i],
+                                                "label": labels[i].label if i in labels else None} for i in shown]}
+
+    def search(self, pattern: str) -> list[int]:
+        """Items whose text matches ``pattern`` (a regular expression, case-insensitive; plain words work too)."""
+        try:
+            regex = re.compile(pattern, re.IGNORECASE)
+        except re.error as e:
+            raise EmbtuneError(f"search {pattern!r}: not a valid regular expression ({e})") from None
+        return [i for i, text in enumerate(self.texts) if regex.search(text)]
+
+    def clusters(self, *, top: int = 30) -> list[dict[str, Any]]:
+        """Suggested clusters of the unlabelled items in the work space, largest first."""
+        labelled = np.array(sorted(self.log.labels()), dtype=np.int64)
+        found = suggest_clusters(self.work_space.vectors, self.texts, exclude=labelled)
+        return [{"cluster": s.cluster, "size": s.size, "keywords": s.keywords, "members": s.members.tolist(),
+                 "examples": [self.texts[i] for i in s.members[:3]]} for s in found[:top]]
+
+    def propagation(self) -> dict[str, Any]:
+        """The propagated label and confidence of every unlabelled item (from the manual labels and accepted ones)."""
+        labelled = {i: v.label for i, v in self.log.labels().items()}
+        items, guessed, confidence = propagate(self.work_space.vectors, labelled)
+        keep = confidence > 0
+        return {"items": items[keep].tolist(), "labels": guessed[keep].tolist(),
+                "confidence": confidence[keep].round(4).tolist()}
+
+    def queue(self) -> list[int]:
+        return next_to_label(self.work_space.vectors, {i: v.label for i, v in self.log.labels().items()}).tolist()
+
+    def suspects(self) -> list[dict[str, Any]]:
+        found = suspects(self.work_space.vectors, {i: v.label for i, v in self.log.labels().items()})
+        return [{"id": i, "text": self.texts[i], "label": self.log.labels()[i].label, "neighbours_say": other,
+                 "agreement": round(share, 3)} for i, other, share in found[:100]]
+
+    # -- what the page changes ---------------------------------------------------------------------------------------
+
+    def label(self, items: list[int], label: str) -> dict[str, Any]:
+        self.log.apply("label", self._check(items), label=label)
+        return self.points_state()
+
+    def unlabel(self, items: list[int]) -> dict[str, Any]:
+        self.log.apply("unlabel", self._check(items))
+        return self.points_state()
+
+    def accept(self, threshold: float) -> dict[str, Any]:
+        """Accept every propagated label with confidence >= ``threshold``, one action per label."""
+        if not 0 < threshold <= 1:
+            raise EmbtuneError(f"accept: the confidence threshold is between 0 and 1 (got {threshold})")
+        found = self.propagation()
+        by_label: dict[str, tuple[list[int], list[float]]] = {}
+        for item, guess, conf in zip(found["items"], found["labels"], found["confidence"]):
+            if conf >= threshold:
+                by_label.setdefault(guess, ([], []))[0].append(item)
+                by_label[guess][1].append(conf)
+        for guess, (items, confidences) in sorted(by_label.items()):
+            self.log.apply("label", items, label=guess, source="propagated", confidences=confidences)
+        return {**self.points_state(), "accepted": sum(len(v[0]) for v in by_label.values())}
+
+    def undo(self) -> dict[str, Any]:
+        self.log.undo()
+        return self.points_state()
+
+    def redo(self) -> dict[str, Any]:
+        self.log.redo()
+        return self.points_state()
+
+    def points_state(self) -> dict[str, Any]:
+        labels = self.log.labels()
+        return {"labels": {str(i): [v.label, v.source, v.confidence] for i, v in labels.items()},
+                "can_undo": self.log.can_undo, "can_redo": self.log.can_redo, "actions": self.log.actions()}
+
+    def _check(self, items: list[int]) -> list[int]:
+        items = [int(i) for i in items]
+        bad = [i for i in items if not 0 <= i < len(self.texts)]
+        if bad:
+            raise EmbtuneError(f"items {bad[:5]} are not rows of this corpus (0..{len(self.texts) - 1})")
+        return items
+
+    # -- re-tune and export ------------------------------------------------------------------------------------------
+
+    def retune(self, progress=None) -> dict[str, Any]:
+        """Fit a ContrastiveTuner on the manual labels so far (on the frozen base vectors), save it to the output
+        folder, and show its space beside the one before it."""
+        from embtune.tuners import ContrastiveTuner
+        from embtune.tuners.folder import save_tuner_folder
+
+        manual = {i: v.label for i, v in self.log.labels().items() if v.source == "manual"}
+        if len(set(manual.values())) < 2:
+            raise EmbtuneError("re-tune needs manual labels of at least two kinds; label a few selections first")
+        items = np.array(sorted(manual), dtype=np.int64)
+        start = time.perf_counter()
+        tuner = ContrastiveTuner(random_state=0).fit(self.base_vectors[items], np.array([manual[i] for i in items]))
+        save_tuner_folder(tuner, self.output / RETUNED, {**self.base_meta, "method": "contrastive",
+                                                          "made_by": "embtune explore (re-tune)", "n_fit": len(items)})
+        vectors = l2_normalize(tuner.transform(self.base_vectors))
+        self.spaces = [self.spaces[-1], Space(f"re-tuned on {len(items)} labels", vectors, project(vectors))]
+        log.info("explore: re-tuned on %d labels in %.1f s; saved to %s", len(items), time.perf_counter() - start,
+                 self.output / RETUNED)
+        return {"seconds": round(time.perf_counter() - start, 1), "tuner": str(self.output / RETUNED),
+                "n_labels": len(items)}
+
+    def export(self, fmt: str) -> tuple[str, Path]:
+        """Write ``labels.jsonl`` or ``labels.csv`` in the output folder: every original column of each row plus
+        ``label``, ``label_source`` and ``confidence`` (empty for rows not labelled). Returns (content, path)."""
+        from embtune.atomic import atomic_write_text
+
+        if fmt not in ("jsonl", "csv"):
+            raise EmbtuneError(f"export: format jsonl or csv (got {fmt!r})")
+        labels = self.log.labels()
+        rows = []
+        for i, row in enumerate(self._original_rows()):
+            given = labels.get(i)
+            rows.append({**row, "label": given.label if given else None,
+                         "label_source": given.source if given else None,
+                         "confidence": given.confidence if given else None})
+        if fmt == "jsonl":
+            content = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
+        else:
+            buffer = io.StringIO()
+            columns = list(dict.fromkeys(k for r in rows for k in r))
+            writer = csv.DictWriter(buffer, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+            content = buffer.getvalue()
+        path = self.output / f"labels.{fmt}"
+        atomic_write_text(path, content)
+        return content, path
+
+    def _original_rows(self) -> list[dict[str, Any]]:
+        """Each item's row as the file has it (all its columns); items read from memory get {"text": ...}."""
+        if self.source is None or not self.source.is_file():
+            return [{self.text_field: t} for t in self.texts]
+        from embtune.data.readers import iter_rows
+
+        out, want = [], 0
+        for _, row in iter_rows(self.source):
+            if want < len(self.texts) and str(row.get(self.text_field, "")).strip() == self.texts[want].strip():
+                out.append(dict(row))
+                want += 1
+        if want != len(self.texts):  # a reader rule we did not follow: fall back to what we know
+            log.warning("explore: could not match %s's rows to the corpus; exporting texts only", self.source)
+            return [{self.text_field: t} for t in self.texts]
+        return out
+
+
+def open_session(corpus, output: str | Path, *, model: str | None = None, tuner: str | Path | None = None,
+                 after: str | None = None, text_field: str = "text", label_field: str | None = None,
+                 device: str = "auto", show_progress: bool | None = None) -> ExploreSession:
+    """Read ``corpus``, encode it with ``model`` (through the vector cache) and, when given, with a tuner folder
+    (``tuner``) or a fine-tuned model (``after``); map each space; open the label log in ``output``."""
+    from embtune.data.load import load_corpus
+    from embtune.encoders import DEFAULT_MODEL, VectorCache, encoder_for
+    from embtune.encoders.encode import encode_shown
+    from embtune.tuners.folder import TunedEncoder, base_model_meta, tuner_and_base_model
+
+    if tuner is not None and after is not None:
+        raise EmbtuneError("--tuner and --after both name the 'after' space; give one of them")
+    data = load_corpus(corpus, text_field, label_field, label_field is not None)
+    if data.unit != "texts":
+        raise EmbtuneError(f"{corpus}: embtune explore maps text corpora for now; images are not supported yet")
+    cache = VectorCache()
+    fitted = None
+    if tuner is not None:
+        fitted, model = tuner_and_base_model(str(tuner), model, cache, device)
+    base = encoder_for(model or DEFAULT_MODEL, data, device=device, cache=cache)
+    base_x = encode_shown(base, data.texts, "the corpus", cache=cache, show_progress=show_progress)
+    spaces = [Space(base.name, base_x, project(base_x))]
+    if fitted is not None:
+        tuned = l2_normalize(TunedEncoder(base, fitted, Path(tuner), cache).encode(data.texts))
+        spaces.append(Space(f"{base.name} + {Path(tuner).name}", tuned, project(tuned)))
+    elif after is not None:
+        other = encoder_for(after, data, device=device, cache=cache)
+        after_x = encode_shown(other, data.texts, "the corpus (after)", cache=cache, show_progress=show_progress)
+        spaces.append(Space(other.name, after_x, project(after_x)))
+    return ExploreSession(list(data.texts), spaces, Path(output), source=data.path, text_field=text_field,
+                          given_labels=data.labels, base_vectors=base_x, base_meta=base_model_meta(base))

@@ -1,0 +1,192 @@
+// embtune explore: WebGL maps (plotly scattergl) of one or two spaces with linked selection; labels go to the server,
+// which appends them to its event log. window.embtune is a small hook for tests and scripts.
+"use strict";
+const token = new URLSearchParams(location.search).get("token") || "";
+const state = { n: 0, spaces: [], labels: {}, given: null, selection: [], recent: [], colour: "label", hide: false };
+const $ = (id) => document.getElementById(id);
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+  "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1"];
+
+async function api(path, body) {
+  const options = { headers: { "X-Embtune-Token": token } };
+  if (body !== undefined) {
+    options.method = "POST";
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, options);
+  const value = await response.json();
+  if (!response.ok) { $("error").textContent = value.error || response.statusText; throw new Error(value.error); }
+  $("error").textContent = "";
+  return value;
+}
+
+function colours() {
+  const names = {};
+  const source = state.colour === "given" && state.given ? state.given : null;
+  const out = new Array(state.n);
+  for (let i = 0; i < state.n; i++) {
+    let name = null;
+    if (state.colour === "label" && state.labels[i]) name = state.labels[i][0];
+    if (source) name = source[i];
+    if (name === null) { out[i] = "#c8c8c8"; continue; }
+    if (!(name in names)) names[name] = Object.keys(names).length;
+    out[i] = PALETTE[names[name] % PALETTE.length];
+  }
+  return out;
+}
+
+function opacity() {
+  const out = new Array(state.n);
+  for (let i = 0; i < state.n; i++) {
+    const l = state.labels[i];
+    out[i] = state.hide && l ? 0 : l && l[1] === "propagated" ? 0.3 + 0.6 * l[2] : 0.8;
+  }
+  return out;
+}
+
+function draw() {
+  const plots = $("plots");
+  plots.style.setProperty("--spaces", state.spaces.length);
+  plots.innerHTML = "";
+  const c = colours(), o = opacity();
+  state.spaces.forEach((space, s) => {
+    const div = document.createElement("div");
+    div.className = "plot";
+    div.id = "plot" + s;
+    plots.appendChild(div);
+    Plotly.newPlot(div, [{
+      type: "scattergl", mode: "markers", x: space.x, y: space.y,
+      marker: { size: 4, color: c, opacity: o }, hoverinfo: "none",
+      selectedpoints: state.selection.length ? state.selection : null,
+      selected: { marker: { color: "#000", opacity: 1 } }, unselected: { marker: { opacity: 0.15 } },
+    }], {
+      title: { text: space.name, font: { size: 13 } }, dragmode: "lasso", margin: { l: 20, r: 10, t: 30, b: 20 },
+      xaxis: { showticklabels: false, zeroline: false }, yaxis: { showticklabels: false, zeroline: false },
+      showlegend: false,
+    }, { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["toImage"] });
+    div.on("plotly_selected", (event) => {
+      if (!event) return;
+      select(event.points.map((p) => p.pointIndex), s);
+    });
+    div.on("plotly_deselect", () => select([], s));
+  });
+  $("plots").dataset.points = String(state.n * state.spaces.length);
+}
+
+function restyle() {
+  const c = colours(), o = opacity();
+  state.spaces.forEach((_, s) => Plotly.restyle("plot" + s, { "marker.color": [c], "marker.opacity": [o] }));
+}
+
+async function select(items, from) {
+  state.selection = items;
+  state.spaces.forEach((_, s) => {
+    if (s !== from) Plotly.restyle("plot" + s, { selectedpoints: [items.length ? items : null] });
+  });
+  $("count").textContent = String(items.length);
+  await showTexts(false);
+}
+
+async function showTexts(resample) {
+  const shown = await api("/api/texts", { items: state.selection, resample });
+  const list = $("texts");
+  list.innerHTML = "";
+  for (const item of shown.items) {
+    const li = document.createElement("li");
+    li.textContent = item.text;
+    if (item.label) { const span = document.createElement("span"); span.className = "lab"; span.textContent = item.label; li.appendChild(span); }
+    list.appendChild(li);
+  }
+  list.dataset.count = String(shown.count);
+}
+
+function applyState(result) {
+  state.labels = result.labels;
+  $("undo").disabled = !result.can_undo;
+  $("redo").disabled = !result.can_redo;
+  $("status").textContent = `${Object.keys(state.labels).length} of ${state.n} labelled`;
+  restyle();
+}
+
+async function label(name) {
+  name = (name || "").trim();
+  if (!name || !state.selection.length) return;
+  applyState(await api("/api/label", { items: state.selection, label: name }));
+  state.recent = [name, ...state.recent.filter((r) => r !== name)].slice(0, 9);
+  $("recent").innerHTML = state.recent.map((r, i) => `<button data-label="${i}">${i + 1}: ${r.replace(/</g, "&lt;")}</button>`).join(" ");
+  await showTexts(false);
+}
+
+async function loadClusters() {
+  const found = await api("/api/clusters");
+  const list = $("clusters");
+  list.innerHTML = "";
+  for (const cluster of found) {
+    const li = document.createElement("li");
+    li.textContent = `${cluster.size}: ${cluster.keywords.join(", ")} — ${cluster.examples[0] || ""}`;
+    li.onclick = () => select(cluster.members, -1).then(() => restyleSelection());
+    list.appendChild(li);
+  }
+}
+
+function restyleSelection() {
+  state.spaces.forEach((_, s) => Plotly.restyle("plot" + s, { selectedpoints: [state.selection.length ? state.selection : null] }));
+}
+
+async function load() {
+  const points = await api("/api/points");
+  state.n = points.n;
+  state.spaces = points.spaces;
+  state.given = points.given_labels;
+  if (!state.given) $("colour").querySelector('option[value="given"]').disabled = true;
+  draw();
+  applyState(points);
+  loadClusters();
+  window.embtune.ready = true;
+}
+
+$("apply").onclick = () => label($("label").value);
+$("label").addEventListener("keydown", (e) => { if (e.key === "Enter") label($("label").value); });
+$("remove").onclick = async () => { if (state.selection.length) applyState(await api("/api/unlabel", { items: state.selection })); };
+$("recent").onclick = (e) => { const i = e.target.dataset.label; if (i !== undefined) label(state.recent[+i]); };
+document.addEventListener("keydown", (e) => {
+  if (e.target.tagName === "INPUT") return;
+  if (e.key >= "1" && e.key <= "9" && state.recent[+e.key - 1]) label(state.recent[+e.key - 1]);
+  if ((e.ctrlKey || e.metaKey) && e.key === "z") $("undo").click();
+  if ((e.ctrlKey || e.metaKey) && e.key === "y") $("redo").click();
+});
+$("undo").onclick = async () => { applyState(await api("/api/undo", {})); await showTexts(false); };
+$("redo").onclick = async () => { applyState(await api("/api/redo", {})); await showTexts(false); };
+$("resample").onclick = () => showTexts(true);
+$("clear").onclick = () => select([], -1).then(restyleSelection);
+$("hide").onchange = (e) => { state.hide = e.target.checked; restyle(); };
+$("colour").onchange = (e) => { state.colour = e.target.value; restyle(); };
+$("go").onclick = async () => { await select(await api("/api/search?q=" + encodeURIComponent($("search").value)), -1); restyleSelection(); };
+$("search").addEventListener("keydown", (e) => { if (e.key === "Enter") $("go").click(); });
+$("accept").onclick = async () => {
+  const result = await api("/api/accept", { threshold: +$("threshold").value });
+  applyState(result);
+  $("accepted").textContent = `${result.accepted} accepted`;
+};
+$("retune").onclick = async () => {
+  $("retuned").textContent = "fitting…";
+  const result = await api("/api/retune", {});
+  state.spaces = result.spaces;
+  draw();
+  applyState(result);
+  $("retuned").textContent = `fitted on ${result.n_labels} labels in ${result.seconds} s, saved to ${result.tuner}`;
+};
+$("refresh").onclick = loadClusters;
+for (const fmt of ["csv", "jsonl"]) $(fmt).href = `/api/export?format=${fmt}&token=${encodeURIComponent(token)}`;
+
+window.embtune = {
+  ready: false,
+  select: (items) => select(items, -1).then(restyleSelection),
+  selection: () => state.selection.slice(),
+  label: (name) => label(name),
+  labels: () => Object.assign({}, state.labels),
+  pointCount: () => Number($("plots").dataset.points || 0),
+  shownTexts: () => Array.from($("texts").children).map((li) => li.firstChild.textContent),
+};
+load();

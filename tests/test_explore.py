@@ -1,0 +1,192 @@
+"""`embtune explore`: the server enforces its token and serves the page's actions; in headless Chromium the map draws
+every point, a selection fills the panel, labelling / undo / export round-trip, and a server killed with -9 comes
+back with every label."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embtune.explore.server import ExploreServer
+from embtune.explore.session import ExploreSession, Space, project
+
+WORDS = ["card stolen blocked", "refund late merchant", "atm cash withdrawal", "exchange rate currency"]
+
+
+def small_session(tmp_path, n_per=40, source=None) -> ExploreSession:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 16))
+    x = np.concatenate([c + 0.2 * rng.normal(size=(n_per, 16)) for c in centres]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    texts = [f"{WORDS[i // n_per]} {i}" for i in range(len(x))]
+    return ExploreSession(texts, [Space("base", x, project(x))], tmp_path / "out", source=source)
+
+
+@pytest.fixture()
+def server(tmp_path):
+    srv = ExploreServer(small_session(tmp_path))
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def call(srv, path, body=None, token=True):
+    host, port = srv.server_address[:2]
+    request = urllib.request.Request(f"http://{host}:{port}{path}", method="POST" if body is not None else "GET",
+                                     data=json.dumps(body).encode() if body is not None else None)
+    if token:
+        request.add_header("X-Embtune-Token", srv.token)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_every_request_needs_the_token_and_the_server_listens_on_localhost_only(server):
+    assert server.server_address[0] == "127.0.0.1"
+    for path in ("/", "/api/points", "/plotly.min.js", "/api/export?format=csv"):
+        assert call(server, path, token=False)[0] == 403, path
+    assert call(server, "/api/label", {"items": [1], "label": "x"}, token=False)[0] == 403
+    status, page = call(server, f"/?token={server.token}", token=False)
+    assert status == 200 and server.token.encode() in page and b"plotly.min.js" in page
+    assert call(server, "/?token=wrong", token=False)[0] == 403
+    assert not server.session.log.labels()  # the refused label never reached the log
+
+
+def test_label_undo_redo_accept_and_export_through_the_api(server):
+    status, body = call(server, "/api/label", {"items": list(range(30)), "label": "card"})
+    assert status == 200 and len(json.loads(body)["labels"]) == 30
+    call(server, "/api/label", {"items": list(range(40, 70)), "label": "refund"})
+    state = json.loads(call(server, "/api/undo", {})[1])
+    assert len(state["labels"]) == 30 and state["can_redo"]
+    state = json.loads(call(server, "/api/redo", {})[1])
+    assert len(state["labels"]) == 60
+    shown = json.loads(call(server, "/api/texts", {"items": list(range(100))})[1])
+    assert shown["count"] == 100 and len(shown["items"]) == 50 and shown["items"][0]["label"] == "card"
+    accepted = json.loads(call(server, "/api/accept", {"threshold": 0.9})[1])
+    labels = accepted["labels"]
+    assert accepted["accepted"] > 0 and all(labels[str(i)][0] == "card" for i in range(30, 40) if str(i) in labels)
+    assert {v[1] for k, v in labels.items() if int(k) in range(30, 40)} <= {"propagated"}
+    status, exported = call(server, "/api/export?format=csv")
+    rows = list(csv.DictReader(io.StringIO(exported.decode())))
+    assert status == 200 and len(rows) == 160 and set(rows[0]) == {"text", "label", "label_source", "confidence"}
+    assert rows[0]["label"] == "card" and rows[0]["label_source"] == "manual" and rows[150]["label"] in ("", "card", "refund")
+    assert (server.session.output / "labels.csv").is_file()
+    found = json.loads(call(server, "/api/search?q=" + "atm%20cash")[1])
+    assert found == list(range(80, 120))
+    clusters = json.loads(call(server, "/api/clusters")[1])
+    assert clusters and all(c["size"] == len(c["members"]) for c in clusters)
+    assert not set(m for c in clusters for m in c["members"]) & {int(k) for k in labels}  # labelled items left out
+    for bad in ({"items": [999], "label": "x"}, {"items": [1], "label": " "}):
+        status, body = call(server, "/api/label", bad)
+        assert status == 400 and json.loads(body)["error"]
+    assert call(server, "/api/search?q=(", None)[0] == 400
+
+
+def test_export_keeps_every_original_column(tmp_path):
+    source = tmp_path / "c.jsonl"
+    rows = [{"id": i, "text": f"{WORDS[i // 40]} {i}", "lang": "en"} for i in range(160)]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    session = small_session(tmp_path, source=source)
+    session.label([0, 1], "card")
+    content, path = session.export("jsonl")
+    out = [json.loads(line) for line in content.splitlines()]
+    assert path.name == "labels.jsonl" and len(out) == 160
+    assert out[0] == {"id": 0, "text": rows[0]["text"], "lang": "en", "label": "card", "label_source": "manual",
+                      "confidence": 1.0}
+    assert out[5]["label"] is None and out[5]["id"] == 5
+
+
+def _chromium():
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    return browser, sync_playwright
+
+
+def _start(corpus, model, out, port=0):
+    process = subprocess.Popen([sys.executable, "-m", "embtune", "explore", str(corpus), "-o", str(out), "--model",
+                                str(model), "--port", str(port), "-q"], stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        line = process.stdout.readline()
+        found = re.search(r"(http://\S+)", line)
+        if found:
+            return process, found.group(1)
+        if process.poll() is not None:
+            raise AssertionError(f"explore exited with {process.returncode}")
+    raise AssertionError("explore printed no URL")
+
+
+@pytest.mark.slow
+def test_page_in_headless_chromium_labels_undoes_exports_and_survives_kill_9(tiny_model, demo_rows, tmp_path):
+    browser, sync_playwright = _chromium()
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"text": r["text"], "intent": r["label"]}) + "\n" for r in demo_rows[:300]))
+    out = tmp_path / "labels"
+    process, url = _start(corpus, tiny_model, out)
+    try:
+        with sync_playwright() as p:
+            chrome = p.chromium.launch(executable_path=browser, args=["--no-sandbox", "--enable-unsafe-swiftshader",
+                                                                      "--use-gl=swiftshader", "--ignore-gpu-blocklist"])
+            page = chrome.new_page(viewport={"width": 1300, "height": 800})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            forbidden = page.goto(url.split("?")[0])
+            assert forbidden.status == 403
+            page.goto(url)
+            page.wait_for_function("window.embtune && window.embtune.ready", timeout=60_000)
+            assert page.evaluate("window.embtune.pointCount()") == 300
+            assert page.locator("#plot0 canvas").count() > 0  # drawn with WebGL
+            page.evaluate("window.embtune.select([0, 1, 2, 3, 4])")
+            page.wait_for_function("document.getElementById('texts').children.length === 5")
+            assert page.inner_text("#count") == "5"
+            assert page.evaluate("window.embtune.shownTexts()")[0] == demo_rows[0]["text"]
+            page.fill("#label", "card arrival")
+            page.press("#label", "Enter")
+            page.wait_for_function("Object.keys(window.embtune.labels()).length === 5")
+            page.evaluate("window.embtune.select([10, 11])")
+            page.wait_for_function("document.getElementById('texts').children.length === 2")
+            page.click("#count")  # out of the label box (where "1" would be typed), off the map
+            page.keyboard.press("1")  # the most recent label
+            page.wait_for_function("Object.keys(window.embtune.labels()).length === 7")
+            page.click("#undo")
+            page.wait_for_function("Object.keys(window.embtune.labels()).length === 5")
+            with page.expect_download() as download:
+                page.click("#csv")
+            rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+            assert len(rows) == 300 and set(rows[0]) >= {"text", "intent", "label", "label_source", "confidence"}
+            assert [r["label"] for r in rows[:6]] == ["card arrival"] * 5 + [""]
+            assert not errors, errors
+            chrome.close()
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    again, url = _start(corpus, tiny_model, out)  # the same folder: the session continues
+    try:
+        token = url.split("token=")[1]
+        request = urllib.request.Request(url.split("?")[0] + "api/points", headers={"X-Embtune-Token": token})
+        labels = json.loads(urllib.request.urlopen(request, timeout=30).read())["labels"]
+        assert sorted(int(k) for k in labels) == [0, 1, 2, 3, 4] and labels["0"][0] == "card arrival"
+    finally:
+        again.send_signal(signal.SIGINT)
+        assert again.wait(timeout=30) == 0  # Ctrl-C stops it cleanly
