@@ -21,6 +21,12 @@ async function api(path, body) {
   return value;
 }
 
+function uniform(values) {
+  // one value for every point draws much faster in scattergl than a per-point array of the same value
+  for (let i = 1; i < values.length; i++) if (values[i] !== values[0]) return values;
+  return values.length ? values[0] : values;
+}
+
 function colours() {
   const names = {};
   const source = state.colour === "given" && state.given ? state.given : null;
@@ -33,7 +39,7 @@ function colours() {
     if (!(name in names)) names[name] = Object.keys(names).length;
     out[i] = PALETTE[names[name] % PALETTE.length];
   }
-  return out;
+  return uniform(out);
 }
 
 function opacity() {
@@ -42,7 +48,7 @@ function opacity() {
     const l = state.labels[i];
     out[i] = state.hide && l ? 0 : l && l[1] === "propagated" ? 0.3 + 0.6 * l[2] : 0.8;
   }
-  return out;
+  return uniform(out);
 }
 
 function draw() {
@@ -135,13 +141,17 @@ function restyleSelection() {
 }
 
 async function load() {
+  const began = performance.now();
   const points = await api("/api/points");
+  window.embtune.timings.points_ms = performance.now() - began;
   state.n = points.n;
   state.spaces = points.spaces;
   state.given = points.given_labels;
   if (!state.given) $("colour").querySelector('option[value="given"]').disabled = true;
+  const drawing = performance.now();
   draw();
   applyState(points);
+  window.embtune.timings.draw_ms = performance.now() - drawing;
   loadClusters();
   window.embtune.ready = true;
 }
@@ -182,6 +192,7 @@ for (const fmt of ["csv", "jsonl"]) $(fmt).href = `/api/export?format=${fmt}&tok
 
 window.embtune = {
   ready: false,
+  timings: {},
   select: (items) => select(items, -1).then(restyleSelection),
   selection: () => state.selection.slice(),
   label: (name) => label(name),
