@@ -171,6 +171,10 @@ def test_page_in_headless_chromium_labels_undoes_exports_and_survives_kill_9(tin
             page.wait_for_function("Object.keys(window.embtune.labels()).length === 7")
             page.click("#undo")
             page.wait_for_function("Object.keys(window.embtune.labels()).length === 5")
+            page.click("#next")  # the queue of uncertain texts, and the suspect check, fill their lists
+            page.wait_for_function("document.getElementById('queue').children.length > 0")
+            page.click("#check")
+            page.wait_for_function("document.getElementById('suspects').children.length > 0")
             with page.expect_download() as download:
                 page.click("#csv")
             rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))

@@ -188,6 +188,31 @@ $("retune").onclick = async () => {
   $("retuned").textContent = `fitted on ${result.n_labels} labels in ${result.seconds} s, saved to ${result.tuner}`;
 };
 $("refresh").onclick = loadClusters;
+$("next").onclick = async () => {
+  // uncertain, spread-out texts; click one to select it
+  const items = await api("/api/queue");
+  const shown = await api("/api/texts", { items });
+  const list = $("queue");
+  list.innerHTML = "";
+  for (const item of shown.items) {
+    const li = document.createElement("li");
+    li.textContent = item.text;
+    li.onclick = () => select([item.id], -1).then(restyleSelection);
+    list.appendChild(li);
+  }
+};
+$("check").onclick = async () => {
+  const found = await api("/api/suspects");
+  const list = $("suspects");
+  list.innerHTML = "";
+  for (const s of found) {
+    const li = document.createElement("li");
+    li.textContent = `${s.text} — labelled ${s.label}, its neighbours say ${s.neighbours_say}`;
+    li.onclick = () => select([s.id], -1).then(restyleSelection);
+    list.appendChild(li);
+  }
+  if (!found.length) list.innerHTML = "<li class=muted>none: every label agrees with most of its labelled neighbours</li>";
+};
 for (const fmt of ["csv", "jsonl"]) $(fmt).href = `/api/export?format=${fmt}&token=${encodeURIComponent(token)}`;
 
 window.embtune = {
