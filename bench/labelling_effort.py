@@ -59,8 +59,10 @@ def set_vectors(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
 def annotate(x: np.ndarray, truth: np.ndarray, texts: list[str], *, actions: int, accept: float, refresh: int,
              retune_at: int | None = None, seed: int = 0) -> list[dict]:
     """Run the policy for ``actions`` actions; the state after each action (labelled fraction, accuracy)."""
+    from embtune.data.vectors import nearest_neighbors
     from embtune.labelling import propagate, suggest_clusters
 
+    neighbours = nearest_neighbors(x, 10)  # the space's neighbour table: labels change, it does not
     labels: dict[int, str] = {}
     manual: dict[int, str] = {}
     queue: list = []
@@ -68,9 +70,10 @@ def annotate(x: np.ndarray, truth: np.ndarray, texts: list[str], *, actions: int
     for action in range(1, actions + 1):
         if retune_at is not None and action == retune_at + 1:
             x = retuned(x, manual, seed)
+            neighbours = nearest_neighbors(x, 10)
             queue = []
         if action % 5 == 0:  # accept propagated labels above the threshold
-            items, guessed, confidence = propagate(x, labels, k=10)
+            items, guessed, confidence = propagate(x, labels, neighbours=neighbours)
             sure = confidence >= accept
             labels.update({int(i): str(g) for i, g in zip(items[sure], guessed[sure])})
         else:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from embtune.data.vectors import l2_normalize
+from embtune.data.vectors import l2_normalize, nearest_neighbors
 from embtune.errors import EmbtuneError
 from embtune.labelling import EVENTS_FILE, LabelLog, next_to_label, propagate, suggest_clusters, suspects
 
@@ -58,20 +58,29 @@ class ExploreSession:
         self.base_meta = base_meta or {}
         self.log = LabelLog.open(self.output / EVENTS_FILE)
         self._rng = np.random.default_rng(0)
+        self._neighbours: np.ndarray | None = None  # the work space's neighbour table, computed on first use
 
     @property
     def work_space(self) -> Space:
         """The space suggestions and propagation are computed in: the last one (the tuned one when there are two)."""
         return self.spaces[-1]
 
+    def neighbours(self) -> np.ndarray:
+        """Each item's 10 nearest items in the work space: labels change, this does not (until a re-tune)."""
+        if self._neighbours is None:
+            self._neighbours = nearest_neighbors(self.work_space.vectors, 10)
+        return self._neighbours
+
+    def label_names(self) -> dict[int, str]:
+        """Item -> its current label (manual or accepted)."""
+        return {i: v.label for i, v in self.log.labels().items()}
+
     # -- what the page reads -----------------------------------------------------------------------------------------
 
     def points(self) -> dict[str, Any]:
-        labels = self.log.labels()
         return {"n": len(self.texts), "spaces": [{"name": s.name, "x": np.round(s.xy[:, 0].astype(np.float64), 4).tolist(),
                                                    "y": np.round(s.xy[:, 1].astype(np.float64), 4).tolist()} for s in self.spaces],
-                "labels": {str(i): [v.label, v.source, v.confidence] for i, v in labels.items()},
-                "given_labels": self.given_labels, "can_undo": self.log.can_undo, "can_redo": self.log.can_redo}
+                "given_labels": self.given_labels, **self.points_state()}
 
     def texts_of(self, items: list[int], *, resample: bool = False) -> dict[str, Any]:
         items = [int(i) for i in items if 0 <= int(i) < len(self.texts)]
@@ -98,18 +107,18 @@ class ExploreSession:
 
     def propagation(self) -> dict[str, Any]:
         """The propagated label and confidence of every unlabelled item (from the manual labels and accepted ones)."""
-        labelled = {i: v.label for i, v in self.log.labels().items()}
-        items, guessed, confidence = propagate(self.work_space.vectors, labelled)
+        items, guessed, confidence = propagate(self.work_space.vectors, self.label_names(), neighbours=self.neighbours())
         keep = confidence > 0
         return {"items": items[keep].tolist(), "labels": guessed[keep].tolist(),
                 "confidence": confidence[keep].round(4).tolist()}
 
     def queue(self) -> list[int]:
-        return next_to_label(self.work_space.vectors, {i: v.label for i, v in self.log.labels().items()}).tolist()
+        return next_to_label(self.work_space.vectors, self.label_names(), neighbours=self.neighbours()).tolist()
 
     def suspects(self) -> list[dict[str, Any]]:
-        found = suspects(self.work_space.vectors, {i: v.label for i, v in self.log.labels().items()})
-        return [{"id": i, "text": self.texts[i], "label": self.log.labels()[i].label, "neighbours_say": other,
+        names = self.label_names()
+        found = suspects(self.work_space.vectors, names)
+        return [{"id": i, "text": self.texts[i], "label": names[i], "neighbours_say": other,
                  "agreement": round(share, 3)} for i, other, share in found[:100]]
 
     # -- what the page changes ---------------------------------------------------------------------------------------
@@ -174,6 +183,7 @@ class ExploreSession:
                                                           "made_by": "embtune explore (re-tune)", "n_fit": len(items)})
         vectors = l2_normalize(tuner.transform(self.base_vectors))
         self.spaces = [self.spaces[-1], Space(f"re-tuned on {len(items)} labels", vectors, project(vectors))]
+        self._neighbours = None  # a new work space
         log.info("explore: re-tuned on %d labels in %.1f s; saved to %s", len(items), time.perf_counter() - start,
                  self.output / RETUNED)
         return {"seconds": round(time.perf_counter() - start, 1), "tuner": str(self.output / RETUNED),

@@ -17,9 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embtune.data.vectors import l2_normalize
-
-CHUNK = 4096  # query rows per similarity block (keeps memory at CHUNK x n floats)
+from embtune.data.vectors import l2_normalize, nearest_neighbors
 
 
 @dataclass
@@ -31,21 +29,6 @@ class Suggestion:
     @property
     def size(self) -> int:
         return len(self.members)
-
-
-def _top_similar(queries: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, cosines) of each query's k most similar keys (both unit rows), most similar first."""
-    k = min(k, len(keys))
-    found = np.empty((len(queries), k), dtype=np.int64)
-    sims = np.empty((len(queries), k), dtype=np.float32)
-    for start in range(0, len(queries), CHUNK):
-        block = queries[start:start + CHUNK] @ keys.T
-        top = np.argpartition(-block, k - 1, axis=1)[:, :k]
-        values = np.take_along_axis(block, top, axis=1)
-        order = np.argsort(-values, axis=1)
-        found[start:start + CHUNK] = np.take_along_axis(top, order, axis=1)
-        sims[start:start + CHUNK] = np.take_along_axis(values, order, axis=1)
-    return found, sims
 
 
 def class_tfidf_keywords(texts: list[str], groups: np.ndarray, *, top: int = 5) -> dict[int, list[str]]:
@@ -94,11 +77,15 @@ def suggest_clusters(vectors: np.ndarray, texts: list[str], *, k: int | None = N
     return sorted(out, key=lambda s: -s.size)
 
 
-def propagate(vectors: np.ndarray, labelled: dict[int, str], *, k: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def propagate(vectors: np.ndarray, labelled: dict[int, str], *, k: int = 10,
+              neighbours: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(items, labels, confidences) for every item without a label in ``labelled`` (item -> label), from its ``k``
     most similar items in the whole corpus (labelled or not): the label with the largest similarity-weighted vote
     among them, and that vote's share of *all* k neighbours' weight. So an item is sure only when most of its
-    neighbourhood carries that label; one far from every labelled item gets label "" and confidence 0."""
+    neighbourhood carries that label; one far from every labelled item gets label "" and confidence 0.
+
+    ``neighbours``: the corpus's nearest-neighbour table (:func:`~embtune.data.vectors.nearest_neighbors` of
+    ``vectors``, k columns); it depends on the vectors only, so a caller labelling step by step can compute it once."""
     x = l2_normalize(np.asarray(vectors, dtype=np.float32))
     known = np.array(sorted(labelled), dtype=np.int64)
     unknown = np.setdiff1d(np.arange(len(x)), known)
@@ -108,28 +95,27 @@ def propagate(vectors: np.ndarray, labelled: dict[int, str], *, k: int = 10) -> 
     lookup = {name: i for i, name in enumerate(names)}
     code = np.full(len(x), -1)  # each item's label as a number, -1 when unlabelled
     code[known] = [lookup[labelled[i]] for i in known]
-    found, sims = _top_similar(x[unknown], x, k + 1)
-    mine = found == unknown[:, None]  # each item finds itself: drop it (or the last neighbour when it did not)
-    keep = np.where(mine.any(axis=1, keepdims=True), ~mine, np.arange(found.shape[1]) < k)
-    found, weights = found[keep].reshape(len(unknown), k), np.maximum(sims[keep].reshape(len(unknown), k), 0)
+    found = (nearest_neighbors(x, k) if neighbours is None else neighbours)[unknown]
+    weights = np.maximum(np.einsum("nd,nkd->nk", x[unknown], x[found]), 0)
     codes = code[found]
     votes = np.zeros((len(unknown), len(names)))
     voting = codes >= 0
-    rows = np.repeat(np.arange(len(unknown))[:, None], k, axis=1)
+    rows = np.repeat(np.arange(len(unknown))[:, None], found.shape[1], axis=1)
     np.add.at(votes, (rows[voting], codes[voting]), weights[voting])
     best = votes.argmax(axis=1)
-    share = votes[np.arange(len(unknown)), best] / np.maximum(weights.sum(axis=1), 1e-12)
+    # a part of the same weights over their sum: at most 1 (clipped where the two sums round differently)
+    share = np.minimum(votes[np.arange(len(unknown)), best] / np.maximum(weights.sum(axis=1), 1e-12), 1.0)
     guessed = np.where(votes.max(axis=1) > 0, np.array(names, dtype=object)[best], "")
     return unknown, guessed.astype(object), np.where(votes.max(axis=1) > 0, share, 0.0)
 
 
 def next_to_label(vectors: np.ndarray, labelled: dict[int, str], *, size: int = 20, k: int = 10,
-                  pool: int = 500) -> np.ndarray:
+                  pool: int = 500, neighbours: np.ndarray | None = None) -> np.ndarray:
     """Up to ``size`` unlabelled items to look at next: from the ``pool`` least confident under :func:`propagate`
     (all unlabelled items when nothing is labelled yet), chosen farthest-first so they are spread out."""
     x = l2_normalize(np.asarray(vectors, dtype=np.float32))
     if labelled:
-        items, _, confidence = propagate(x, labelled, k=k)
+        items, _, confidence = propagate(x, labelled, k=k, neighbours=neighbours)
         candidates = items[np.argsort(confidence, kind="stable")[:pool]]
     else:
         candidates = np.arange(len(x))[:: max(1, len(x) // pool)][:pool]
@@ -151,11 +137,10 @@ def suspects(vectors: np.ndarray, labelled: dict[int, str], *, k: int = 10, agre
     known = np.array(sorted(labelled), dtype=np.int64)
     if len(known) < 3:
         return []
-    found, _ = _top_similar(x[known], x[known], min(k + 1, len(known)))
+    found = nearest_neighbors(x[known], k)  # among the labelled items, not itself
     names = np.array([labelled[i] for i in known], dtype=object)
     out = []
     for row, neighbours in enumerate(found):
-        neighbours = neighbours[neighbours != row][:k]  # not itself
         theirs = names[neighbours]
         share = float(np.mean(theirs == names[row]))
         if share < agreement:
