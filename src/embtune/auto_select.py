@@ -163,8 +163,9 @@ class AutoRun:
                                  model_path=None, k=self.k, n_fit=len(ctx.fit_texts), n_heldout=n_held, seconds=0.0,
                                  candidates=rows, labels_reported=held_labels is not None)
         self.save()
-        log.info("auto: %d texts to fit, %d held out; criterion at k=%d; base score %.4f ± %.4f; budget %.0f min",
-                 len(ctx.fit_texts), n_held, self.k, self.base_score.score, self.base_score.std, self.budget_minutes)
+        log.info("auto: %d texts to fit, %d held out; criterion over k=%s (silhouette shown at k=%d); base score "
+                 "%.4f ± %.4f; budget %.0f min", len(ctx.fit_texts), n_held, "/".join(map(str, self.base_score.ks)),
+                 self.k, self.base_score.score, self.base_score.std, self.budget_minutes)
 
     def label_view(self, vectors) -> dict[str, float]:
         from embtune.evaluation.probes import heldout_label_view

@@ -96,7 +96,7 @@ def teacher_tuner(teacher, model, device: str = "auto"):
     if str(teacher) not in label_free:
         raise EmbtuneError(f"--teacher {teacher}: not a tuner folder (no config.json from `embtune tune -o` there) nor "
                            f"one of the label-free methods {', '.join(label_free)}")
-    return make_tuner(str(teacher), device=device) if METHODS[str(teacher)].epochs_param else make_tuner(str(teacher))
+    return make_tuner(str(teacher), device=device)  # the device applies to the methods that train
 
 
 def space_after(after, before_model, cache=None, device: str = "auto"):
