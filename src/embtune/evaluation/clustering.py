@@ -7,17 +7,11 @@ as the mean and standard deviation over seeds, because one-seed differences unde
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.metrics import (
-    adjusted_rand_score,
-    calinski_harabasz_score,
-    davies_bouldin_score,
-    normalized_mutual_info_score,
-    silhouette_score,
-    v_measure_score,
-)
 
 from embtune.data.vectors import l2_normalize
+
+# scikit-learn and SciPy are imported inside the functions that use them: `embtune encode` and the other commands
+# that never score anything start about a second sooner without them.
 
 SILHOUETTE_SAMPLE = 5000  # silhouette is O(n^2); above this many points it uses a fixed-seed sample
 K_CANDIDATES = (2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 120, 150, 200)
@@ -25,10 +19,14 @@ K_CANDIDATES = (2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 1
 
 def kmeans_assign(vectors: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Cluster ids from one KMeans run (k-means++, one init) on already normalised ``vectors``."""
+    from sklearn.cluster import KMeans
+
     return KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(vectors)
 
 
 def _silhouette(vectors: np.ndarray, assignment: np.ndarray, sample_seed: int) -> float:
+    from sklearn.metrics import silhouette_score
+
     if len(set(assignment.tolist())) < 2:
         return float("nan")
     sample = SILHOUETTE_SAMPLE if len(vectors) > SILHOUETTE_SAMPLE else None
@@ -52,6 +50,9 @@ def cluster_metrics(
     if not 2 <= k < len(x):
         raise ValueError(f"k={k} clusters needs at least {k + 1} vectors (have {len(x)}) and k >= 2")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    from sklearn.metrics import (adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score,
+                                 normalized_mutual_info_score, v_measure_score)
+
     runs: dict[str, list[float]] = {"silhouette": [], "davies_bouldin": [], "calinski_harabasz": []}
     if labels is not None:
         runs.update(v_measure=[], nmi=[], ari=[])

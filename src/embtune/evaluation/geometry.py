@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial.distance import pdist
 
 from embtune.data.vectors import l2_normalize
 
@@ -33,6 +32,8 @@ def effective_rank(vectors: np.ndarray, *, max_rows: int = 10000, seed: int = 0)
 def uniformity(vectors: np.ndarray, *, t: float = 2.0, max_rows: int = 2000, seed: int = 0) -> float:
     """log E[exp(-t·‖x−y‖²)] over pairs of normalised vectors: lower means spread more evenly over the sphere."""
     x = _sample(l2_normalize(vectors), max_rows, seed)
+    from scipy.spatial.distance import pdist  # inside: `embtune encode` starts without SciPy
+
     sq = pdist(x, metric="sqeuclidean")
     return float(np.log(np.mean(np.exp(-t * sq))))
 

@@ -6,13 +6,12 @@ import logging
 from collections import Counter
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import train_test_split
-from sklearn.neighbors import KNeighborsClassifier
 
 from embtune.data.vectors import l2_normalize
 from embtune.evaluation.notices import warn_once
+
+# scikit-learn and SciPy are imported inside the functions that use them: `embtune encode` and the other commands
+# that never score anything start about a second sooner without them.
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +39,8 @@ def holdout_split(labels, *, test_fraction: float = 0.2, seed: int = 0) -> tuple
     why = why_not_stratified(labels, n_test)
     if why:
         warn_once(log, f"held-out split is random, not stratified by label: {why}")
+    from sklearn.model_selection import train_test_split
+
     train, test = train_test_split(index, test_size=n_test, random_state=seed, stratify=None if why else labels)
     return np.sort(train), np.sort(test)
 
@@ -47,12 +48,18 @@ def holdout_split(labels, *, test_fraction: float = 0.2, seed: int = 0) -> tuple
 def knn_accuracy(train_x, train_y, test_x, test_y, *, k: int = 10) -> float:
     """Accuracy of a k-nearest-neighbour vote (cosine) fitted on the train part, scored on the test part."""
     k = min(k, len(train_x))
+    from sklearn.metrics import accuracy_score
+    from sklearn.neighbors import KNeighborsClassifier
+
     model = KNeighborsClassifier(n_neighbors=k, metric="cosine").fit(train_x, train_y)
     return float(accuracy_score(test_y, model.predict(test_x)))
 
 
 def logreg_scores(train_x, train_y, test_x, test_y, *, C: float = 1.0, seed: int = 0) -> tuple[float, float]:
     """(accuracy, macro-F1) of a logistic-regression probe on L2-normalised vectors, scored on the test part."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+
     model = LogisticRegression(C=C, max_iter=2000, random_state=seed)
     model.fit(l2_normalize(train_x), train_y)
     predicted = model.predict(l2_normalize(test_x))
