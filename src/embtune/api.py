@@ -14,11 +14,11 @@ import numpy as np
 
 from embtune.data.corpus import Corpus, read_corpus
 from embtune.data.images import is_image_corpus, read_image_corpus
-from embtune.data.load import check_texts, load_corpus, load_labelled, load_vectors, read_test, refuse_bare_text, sample_note
+from embtune.data.load import check_texts, first_texts, load_corpus, load_labelled, load_vectors, read_test, refuse_bare_text, sample_note
 from embtune.data.pairs import read_pairs
 from embtune.data.vectors import NpyStreamWriter, l2_normalize
 from embtune.downstream.methods import CLASSIFY_METHODS, make_classifier
-from embtune.encoders import DEFAULT_MODEL, Encoder, VectorCache, encoder_for, load_encoder, open_cache
+from embtune.encoders import CALIBRATED_BACKENDS, DEFAULT_MODEL, Encoder, VectorCache, encoder_for, load_encoder, open_cache
 from embtune.encoders.cache import directory_fingerprint
 from embtune.encoders.encode import EncodeStats, encode_file, encode_items, encode_shown, estimate_rows
 from embtune.errors import EmbtuneError
@@ -63,8 +63,8 @@ def encode_corpus(
     memory, its row ids (``id_field``'s values, else row numbers) go to ``<output stem>.ids.jsonl``, and a killed run
     started again resumes after the last chunk it wrote. With ``tuner`` (a fitted tuner or the folder one was saved to)
     the model's vectors pass through it; ``model`` then defaults to the base model the tuner was fitted on, else to
-    all-MiniLM-L6-v2. ``backend`` "onnx" / "onnx-int8" runs a text model with ONNX Runtime (see
-    :mod:`embtune.encoders.onnx`). ``processes`` > 1 runs that many copies of the model in worker processes (the CPU
+    all-MiniLM-L6-v2. ``backend`` "onnx" / "onnx-int8" runs a text model with ONNX Runtime, "openvino" /
+    "openvino-int8" with OpenVINO, int8 calibrated on the corpus (see :mod:`embtune.encoders.openvino`). ``processes`` > 1 runs that many copies of the model in worker processes (the CPU
     cores shared out between them, or one GPU each; see :mod:`embtune.encoders.multiprocess`).
 
     >>> result = encode_corpus("corpus.jsonl", output="vectors.npy")
@@ -91,7 +91,10 @@ def encode_corpus(
     if image_data is not None:
         encoder = encoder_for(model, image_data, device=device, cache=vector_cache, backend=backend)
     else:
-        encoder = load_encoder(model or DEFAULT_MODEL, device=device, cache=vector_cache, backend=backend)
+        # int8 that is calibrated is calibrated on texts from this corpus (a spread sample of its first chunk)
+        calibration = first_texts(corpus, text_field) if backend in CALIBRATED_BACKENDS else None
+        encoder = load_encoder(model or DEFAULT_MODEL, device=device, cache=vector_cache, backend=backend,
+                               calibration=calibration)
     with ExitStack() as stack:
         if processes > 1:
             from embtune.encoders.multiprocess import ProcessPoolEncoder

@@ -37,6 +37,15 @@ def check_texts(texts) -> list[str]:
     return texts
 
 
+def first_texts(corpus, text_field: str = "text", n: int = 8192) -> list[str]:
+    """Up to ``n`` texts from the start of a corpus file or folder of shards (one streamed chunk), or of a list."""
+    if not isinstance(corpus, (str, Path)):
+        return check_texts(corpus)[:n]
+    from embtune.data.corpus import iter_text_chunks
+
+    return next(iter(iter_text_chunks(corpus, text_field=text_field, chunk_size=n)), [])
+
+
 def load_corpus(corpus, text_field: str = "text", label_field: str | None = None, use_labels: bool = True, *,
                 sample: int | None = None, seed: int = 0) -> Corpus:
     """The corpus in memory (texts or images, with labels when asked for and present); with ``sample``, a fixed-seed

@@ -7,14 +7,19 @@ from embtune.encoders.cache import VectorCache, text_key
 from embtune.encoders.resolve import DEFAULT_MODEL, ResolvedModel, resolve_model
 from embtune.errors import EmbtuneError
 
+CALIBRATED_BACKENDS = ("openvino-int8",)  # backends whose export is calibrated on texts of the corpus they encode
+
 
 def load_encoder(model: str | Encoder | None = None, *, device: str = "auto", cache: VectorCache | None = None,
-                 backend: str = "torch", min_cosine: float | None = None) -> Encoder:
+                 backend: str = "torch", min_cosine: float | None = None,
+                 calibration: list[str] | None = None) -> Encoder:
     """An :class:`Encoder` for ``model``: a shipped model name, a local model folder, or an encoder object.
 
-    Weights load lazily, on the first encode that misses the cache. ``backend`` "onnx" or "onnx-int8" runs a
-    sentence-transformers / Hugging Face text model with ONNX Runtime (exported once, checked against torch: an export
-    whose mean cosine falls below ``min_cosine``, default 0.99, is refused).
+    Weights load lazily, on the first encode that misses the cache. ``backend`` "onnx" / "onnx-int8" (ONNX Runtime) or
+    "openvino" / "openvino-int8" (OpenVINO) runs a sentence-transformers / Hugging Face text model outside torch
+    (exported once, checked against torch: an export whose mean cosine falls below ``min_cosine``, default 0.99, is
+    refused). "openvino-int8" is calibrated on ``calibration`` (texts of the corpus to encode; see
+    :func:`embtune.encoders.openvino.spread_sample`), or on the demo corpus without it.
 
     >>> encoder = load_encoder("all-MiniLM-L6-v2")
     >>> encoder.encode(["hello"]).shape
@@ -24,7 +29,7 @@ def load_encoder(model: str | Encoder | None = None, *, device: str = "auto", ca
         return model
     resolved = resolve_model(model)
     if backend != "torch":
-        from embtune.encoders.onnx import BACKENDS, DEFAULT_MIN_COSINE, OnnxEncoder
+        from embtune.encoders.exported import BACKENDS, DEFAULT_MIN_COSINE
 
         if backend not in BACKENDS:
             raise EmbtuneError(f"--backend {backend!r}: use one of {', '.join(BACKENDS)}")
@@ -33,8 +38,15 @@ def load_encoder(model: str | Encoder | None = None, *, device: str = "auto", ca
                                f"{resolved.name} is a {resolved.backend} model: drop --backend")
         if device not in ("auto", "cpu"):
             raise EmbtuneError(f"--backend {backend} runs on the CPU; drop --device {device} or use --backend torch")
-        return OnnxEncoder(resolved.path, name=resolved.name, variant=backend, cache=cache,
-                           min_cosine=DEFAULT_MIN_COSINE if min_cosine is None else min_cosine)
+        options = dict(name=resolved.name, variant=backend, cache=cache,
+                       min_cosine=DEFAULT_MIN_COSINE if min_cosine is None else min_cosine)
+        if backend.startswith("openvino"):
+            from embtune.encoders.openvino import OpenVinoEncoder
+
+            return OpenVinoEncoder(resolved.path, calibration=calibration, **options)
+        from embtune.encoders.onnx import OnnxEncoder
+
+        return OnnxEncoder(resolved.path, **options)
     if device not in ("auto", "cpu"):  # an impossible device fails now, not after reading the corpus
         from embtune.nn.device import resolve_device
 
@@ -72,7 +84,8 @@ def encoder_for(model, data, *, device: str = "auto", cache: VectorCache | None 
     images = data.unit == "images"
     if images and (model is None or (isinstance(model, str) and model == DEFAULT_MODEL)):
         model = DEFAULT_IMAGE_MODEL
-    encoder = load_encoder(model, device=device, cache=cache, backend=backend)
+    calibration = data.texts if backend in CALIBRATED_BACKENDS and not images else None
+    encoder = load_encoder(model, device=device, cache=cache, backend=backend, calibration=calibration)
     wanted = "image" if images else "text"
     if getattr(encoder, "modality", "text") != wanted:
         where = data.path or "the corpus"
@@ -81,5 +94,5 @@ def encoder_for(model, data, *, device: str = "auto", cache: VectorCache | None 
     return encoder
 
 
-__all__ = ["DEFAULT_MODEL", "Encoder", "ResolvedModel", "VectorCache", "encoder_for", "load_encoder", "open_cache",
+__all__ = ["CALIBRATED_BACKENDS", "DEFAULT_MODEL", "Encoder", "ResolvedModel", "VectorCache", "encoder_for", "load_encoder", "open_cache",
            "resolve_model", "text_key"]

@@ -45,7 +45,8 @@ def _exit_with_parent() -> None:
             pass
 
 
-def _start_worker(model: str, backend: str, devices, threads: int, min_cosine: float | None) -> None:
+def _start_worker(model: str, backend: str, devices, threads: int, min_cosine: float | None,
+                  calibration: list[str] | None = None) -> None:
     global _worker_encoder, _worker_error
     _exit_with_parent()
     device = devices.get()  # each worker takes the next device from the shared queue
@@ -57,9 +58,10 @@ def _start_worker(model: str, backend: str, devices, threads: int, min_cosine: f
             torch.set_num_threads(threads)
         from embtune.encoders import load_encoder
 
-        _worker_encoder = load_encoder(model, device=device, backend=backend, min_cosine=min_cosine)
+        _worker_encoder = load_encoder(model, device=device, backend=backend, min_cosine=min_cosine,
+                                       calibration=calibration)
         if threads and hasattr(_worker_encoder, "threads"):
-            _worker_encoder.threads = threads  # ONNX Runtime's intra-op pool, before its session is made
+            _worker_encoder.threads = threads  # ONNX Runtime's / OpenVINO's threads, before the session is made
     except Exception as e:  # noqa: BLE001 - said on the first task: a failing initializer only breaks the pool
         _worker_error = f"{model} could not be loaded in an encoding worker on {device}: {type(e).__name__}: {e}"
 
@@ -143,7 +145,8 @@ class ProcessPoolEncoder:
         log.info("starting %d encoding processes on %s%s", self.processes, ", ".join(devices),
                  f" ({threads} thread(s) each)" if threads else "")
         self._pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_start_worker,
-                                         initargs=(self.model_spec, self.backend, queue, threads, self.min_cosine))
+                                         initargs=(self.model_spec, self.backend, queue, threads, self.min_cosine,
+                                                   getattr(self.inner, "calibration", None)))
         return self._pool
 
     def _submit(self, fn, *args):

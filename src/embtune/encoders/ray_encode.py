@@ -43,10 +43,11 @@ def _reenable_our_loggers() -> None:
 class _EncodeBatches:
     """One Ray actor: loads the model once, then turns batches of rows into vectors."""
 
-    def __init__(self, model: str, backend: str, text_field: str, id_field: str | None, batch_size: int):
+    def __init__(self, model: str, backend: str, text_field: str, id_field: str | None, batch_size: int,
+                 calibration: list[str] | None = None):
         from embtune.encoders import load_encoder
 
-        self.encoder = load_encoder(model, backend=backend, device="auto")
+        self.encoder = load_encoder(model, backend=backend, device="auto", calibration=calibration)
         self.text_field, self.id_field, self.batch_size = text_field, id_field, batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]):
@@ -100,7 +101,7 @@ def encode_with_ray(
     ``actors`` is the pool size (default: one per ``cpus_per_actor`` CPUs of the cluster, at least one). Each output row
     holds ``id_field`` (or the text itself) and ``vector``; rows with an empty text are dropped. Returns a summary.
     """
-    from embtune.encoders import resolve_model
+    from embtune.encoders import CALIBRATED_BACKENDS, resolve_model
 
     ray = _require_ray()
     files = corpus_files(corpus)
@@ -113,6 +114,12 @@ def encode_with_ray(
     if output.exists() and any(output.iterdir()):
         raise EmbtuneError(f"{output} is not empty; give a new folder for the parquet shards")
     resolved = resolve_model(model)
+    calibration = None
+    if backend in CALIBRATED_BACKENDS:  # every actor calibrates on the same sample, so all vectors match
+        from embtune.data.load import first_texts
+        from embtune.encoders.openvino import spread_sample
+
+        calibration = spread_sample(first_texts(files[0], text_field))
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -126,7 +133,7 @@ def encode_with_ray(
         vectors = dataset.map_batches(
             _EncodeBatches,
             fn_constructor_kwargs={"model": str(resolved.path), "backend": backend, "text_field": text_field,
-                                   "id_field": id_field, "batch_size": batch_size},
+                                   "id_field": id_field, "batch_size": batch_size, "calibration": calibration},
             batch_size=max(batch_size * 8, 256), batch_format="numpy", concurrency=actors, num_cpus=cpus_per_actor,
         )
         vectors.write_parquet(str(output))

@@ -53,6 +53,13 @@ def load_sentence_transformer(path: Path, device: str, max_seq_length: int | Non
     return model
 
 
+def model_features(model, texts: list[str]) -> dict:
+    """The model's own tokenisation of ``texts`` (padded to the longest, truncated to max_seq_length): ``preprocess``
+    where the model has it (sentence-transformers 6, which deprecates ``tokenize``), else ``tokenize`` (older
+    sentence-transformers, the USE port)."""
+    return model.preprocess(texts) if hasattr(model, "preprocess") else model.tokenize(texts)
+
+
 class SentenceTransformerEncoder(ModelEncoder):
     """Wraps a sentence-transformers model folder as an embtune :class:`~embtune.encoders.base.Encoder`.
 

@@ -7,12 +7,13 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from embtune.encoders.sentence_transformer import model_features
 from embtune.training.distributed import shard_and_gather
 
 
 def tokenize(model, texts: list[str]) -> dict[str, Any]:
     """The model's own tokenisation of ``texts`` (padded to the longest, truncated to max_seq_length), on its device."""
-    features = model.preprocess(texts) if hasattr(model, "preprocess") else model.tokenize(texts)
+    features = model_features(model, texts)
     device = next(model.parameters()).device
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
 
