@@ -112,11 +112,12 @@ class NeighborhoodTuner(TunerBase):
         out = x + self.weight * mean
         return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
-    def _search(self, x: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Indices and cosines (n, k) of each row's k (default n_neighbors) nearest stored vectors."""
+    def _search(self, x: np.ndarray, k: int | None = None, *, ef: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and cosines (n, k) of each row's k (default n_neighbors) nearest stored vectors; ``ef`` is the
+        HNSW search breadth on a corpus big enough for the approximate search."""
         k = min(int(self.n_neighbors if k is None else k), self.n_corpus_)
         if self.n_corpus_ >= EXACT_NEIGHBORS_BELOW:
-            return self._faiss_search(x, k)
+            return self._faiss_search(x, k, ef)
         corpus = self.memory_.corpus.numpy().astype(np.float64)
         found = np.empty((len(x), k), dtype=np.int64)
         cosines = np.empty((len(x), k))
@@ -127,10 +128,10 @@ class NeighborhoodTuner(TunerBase):
             cosines[start : start + len(sims)] = np.take_along_axis(sims, top, axis=1)
         return found, cosines
 
-    def _faiss_search(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _faiss_search(self, x: np.ndarray, k: int, ef: int = 64) -> tuple[np.ndarray, np.ndarray]:
         if getattr(self, "_index", None) is None:  # built on first use, not saved: it is rebuilt from the corpus
             self._index = hnsw_index(self.memory_.corpus.numpy())
-        cosines, found = hnsw_search(self._index, x, k)
+        cosines, found = hnsw_search(self._index, x, k, ef=ef)
         missing = found < 0  # HNSW may return fewer than k
         return np.where(missing, 0, found), np.where(missing, -np.inf, cosines)
 
