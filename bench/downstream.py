@@ -9,7 +9,7 @@ fewshot: 8 examples per class, seeds 0..N-1: logistic regression on frozen vecto
 
 Setup: .venv/bin/pip install -c constraints.txt -r bench/requirements.txt
 Usage: .venv/bin/python bench/downstream.py textcnn [--sizes 10,50,full] [--variants frozen,trainable,random]
-       .venv/bin/python bench/downstream.py fewshot [--seeds 3] [--setfit-iterations 20] [--epochs 10]
+       .venv/bin/python bench/downstream.py fewshot [--seeds 3] [--setfit-iterations 20] [--epochs 10] [--precision auto]
 Results are appended to bench/results/downstream.json.
 """
 
@@ -100,11 +100,12 @@ def fewshot(args) -> None:
         texts, labels = [train_x[i] for i in pick], train_y[pick]
         row = {"n_train": len(pick)}
         for name, clf in (("logreg_frozen", FewShotClassifier(epochs=0, random_state=seed)),
-                          ("embtune_fewshot", FewShotClassifier(epochs=args.epochs, random_state=seed))):
+                          ("embtune_fewshot", FewShotClassifier(epochs=args.epochs, precision=args.precision,
+                                                                random_state=seed))):
             start, cpu = time.perf_counter(), time.process_time()
             clf.fit(texts, labels)
             seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
-            row[name] = {"accuracy": round(100 * accuracy_score(test_y, clf.predict(test_x)), 2), "seconds": round(seconds, 1),
+            row[name] = {"precision": clf._mixed_precision("cpu") if name != "logreg_frozen" else "-", "accuracy": round(100 * accuracy_score(test_y, clf.predict(test_x)), 2), "seconds": round(seconds, 1),
                          "cpu_seconds": round(cpu_seconds, 1)}
             print(seed, name, row[name], flush=True)
         if args.setfit_iterations:
@@ -113,7 +114,7 @@ def fewshot(args) -> None:
                              "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
                              "num_iterations": args.setfit_iterations}
             print(seed, "setfit", row["setfit"], flush=True)
-        save(f"fewshot_seed{seed}", row)
+        save(f"fewshot_seed{seed}" + ("" if args.precision == "auto" else f"_{args.precision}"), row)
 
 
 def main() -> None:
@@ -124,6 +125,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=None, help="textcnn: max epochs (30); fewshot: our epochs (10)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--precision", default="auto", help="fewshot: FewShotClassifier's precision (auto, bf16, fp32)")
     parser.add_argument("--setfit-iterations", type=int, default=20, help="SetFit num_iterations (0 skips SetFit)")
     args = parser.parse_args()
     if args.part == "textcnn":

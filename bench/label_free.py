@@ -9,7 +9,7 @@ The base model is scored the same way. Wall time is the fine-tune alone.
 Datasets: banking77 (../shared/data/banking77, 77 intents; the default) and rotten_tomatoes (review snippets, 2
 sentiment labels; bench/bench_data.py, needs bench/requirements.txt).
 Usage: .venv/bin/python bench/label_free.py [--dataset banking77] [--objectives augment,simcse,tsdae,ct] [--steps 150]
-       [--batch-size 64] [--anchor W]; results go to bench/results/label_free.json (label_free_<dataset>.json for
+       [--batch-size 64] [--anchor W] [--no-length-grouping] [--seed S]; results go to bench/results/label_free.json (label_free_<dataset>.json for
        other datasets; models to bench/results/models/, deleted unless --keep-models).
 """
 
@@ -54,6 +54,10 @@ def main() -> None:
                              "runs are stored as NAME+anchorW")
     parser.add_argument("--no-collapse-guard", action="store_true",
                         help="let a collapsing run go on (to measure the objective itself); stored as NAME-unguarded")
+    parser.add_argument("--no-length-grouping", action="store_true",
+                        help="batches in the plain shuffled order (length grouping off); stored as NAME-ungrouped")
+    parser.add_argument("--seed", type=int, default=0, help="the fine-tune's seed (batch order, augmentations); "
+                        "other seeds are stored as NAME@seedS")
     parser.add_argument("--keep-models", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -70,7 +74,8 @@ def main() -> None:
         print("base", json.dumps(results["base"]), flush=True)
     for name in args.objectives.split(","):
         setup = {"steps": args.steps, "batch_size": args.batch_size, "learning_rate": args.lr, **PROTOCOL.get(name, {})}
-        key = name + (f"+anchor{args.anchor:g}" if args.anchor else "") + ("-unguarded" if args.no_collapse_guard else "")
+        key = (name + (f"+anchor{args.anchor:g}" if args.anchor else "") + ("-unguarded" if args.no_collapse_guard else "")
+               + ("-ungrouped" if args.no_length_grouping else "") + (f"@seed{args.seed}" if args.seed else ""))
         out = RESULTS / "models" / f"{args.dataset}-{key}"
         start = time.perf_counter()
         run = embtune.finetune(
@@ -78,7 +83,8 @@ def main() -> None:
             max_steps=setup["steps"], batch_size=setup["batch_size"], learning_rate=setup["learning_rate"],
             eval_every=setup["steps"], show_progress=False, write_report=False,
             objective_params={"anchor": args.anchor},  # explicit: 0 measures the objective without its default anchor
-            collapse_guard=not args.no_collapse_guard,
+            collapse_guard=not args.no_collapse_guard, length_grouping=False if args.no_length_grouping else None,
+            seed=args.seed,
         )
         seconds = time.perf_counter() - start
         results[key] = {"setup": {**setup, "learning_rate": setup["learning_rate"] or "objective default",

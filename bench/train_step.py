@@ -10,9 +10,16 @@ trainer draws them (its epoch-0 permutation for seed 0) and a sequential batch s
 same work even though texts differ in length. Padded tokens per second (every token the transformer ran) are printed
 too. ``--equal-length`` keeps only the texts of the most common token length (the previous protocol).
 
+``--default-batches`` is the mixed-length comparison a user sees: each trainer batches the BANKING77 texts its own
+default way (sentence-transformers: its default random batch sampler; embtune: length-grouped batches, on by default for
+this objective) and the figure is **real tokens per second** (tokens of the texts, padding not counted: the work
+either trainer had to do), plus the padding share of each. Quality for the same change is a bench/label_free.py row.
+
 Setup: `.venv/bin/pip install -c constraints.txt -r bench/requirements.txt` (datasets, accelerate: bench only).
 Usage: .venv/bin/python bench/train_step.py [--steps 20] [--batch-size 32] [--rounds 2] [--equal-length]
-Target (issue 5): embtune steps/s / sentence-transformers steps/s >= 1.0.
+                                           [--default-batches]
+Targets: same batches, embtune steps/s / sentence-transformers steps/s >= 1.0 (issue 5); --default-batches, real
+tokens/s >= 1.2x (issue 25).
 """
 
 from __future__ import annotations
@@ -29,24 +36,30 @@ SKIP = 3
 SEED = 0  # both trainers' seed; embtune's batch order follows from it
 
 
-def rate(stamps: list[float], tokens: list[tuple[float, int]]) -> tuple[float, float, int]:
-    """Steps/s and padded tokens/s (every token the transformer ran, padding included) in the timed window, and the
-    padded tokens of the whole run (equal for both trainers when they saw the same batches)."""
+def rate(stamps: list[float], tokens: list[tuple[float, int, int]]) -> dict:
+    """Steps/s, padded tokens/s (every token the transformer ran, padding included) and real tokens/s (padding not
+    counted) in the timed window; the padded tokens of the whole run (equal for both trainers when they saw the same
+    batches) and the padding share."""
     start, end = stamps[SKIP - 1], stamps[-1]
-    done = sum(n for t, n in tokens if start < t <= end)
-    return (len(stamps) - SKIP) / (end - start), done / (end - start), sum(n for _, n in tokens)
+    window = [(p, r) for t, p, r in tokens if start < t <= end]
+    return {"steps_per_s": (len(stamps) - SKIP) / (end - start),
+            "padded_tokens_per_s": sum(p for p, _ in window) / (end - start),
+            "real_tokens_per_s": sum(r for _, r in window) / (end - start),
+            "padded_tokens": sum(p for _, p, _ in tokens),
+            "padding_share": 1 - sum(r for _, _, r in tokens) / max(1, sum(p for _, p, _ in tokens))}
 
 
-def count_tokens(model) -> list[tuple[float, int]]:
-    """(time, padded tokens) of every forward pass through the model's transformer."""
-    tokens: list[tuple[float, int]] = []
+def count_tokens(model) -> list[tuple[float, int, int]]:
+    """(time, padded tokens, real tokens) of every forward pass through the model's transformer."""
+    tokens: list[tuple[float, int, int]] = []
     model[0].register_forward_pre_hook(
-        lambda module, args: tokens.append((time.perf_counter(), int(args[0]["input_ids"].numel()))))
+        lambda module, args: tokens.append((time.perf_counter(), int(args[0]["input_ids"].numel()),
+                                            int(args[0]["attention_mask"].sum()))))
     return tokens
 
 
 def sentence_transformers_run(path: str, texts: list[str], steps: int, batch_size: int,
-                              lr: float) -> tuple[float, float, int]:
+                              lr: float, own_batches: bool = False) -> dict:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
@@ -73,7 +86,7 @@ def sentence_transformers_run(path: str, texts: list[str], steps: int, batch_siz
             warmup_ratio=0.0, save_strategy="no", logging_strategy="no", report_to=[], seed=SEED, use_cpu=True,
             dataloader_drop_last=True,
         )
-        trainer = InOrder(
+        trainer = (SentenceTransformerTrainer if own_batches else InOrder)(
             model=model, args=args, train_dataset=Dataset.from_dict({"anchor": texts, "positive": texts}),
             loss=MultipleNegativesRankingLoss(model, scale=20.0), callbacks=[Clock()],
         )
@@ -81,7 +94,8 @@ def sentence_transformers_run(path: str, texts: list[str], steps: int, batch_siz
     return rate(stamps, tokens)
 
 
-def embtune_run(path: str, texts: list[str], steps: int, batch_size: int, lr: float) -> tuple[float, float, int]:
+def embtune_run(path: str, texts: list[str], steps: int, batch_size: int, lr: float,
+                own_batches: bool = False) -> dict:
     from embtune.encoders.sentence_transformer import load_sentence_transformer
     from embtune.training.objectives import make_objective
     from embtune.training.trainer import TrainConfig, train
@@ -90,7 +104,7 @@ def embtune_run(path: str, texts: list[str], steps: int, batch_size: int, lr: fl
     model = load_sentence_transformer(Path(path), "cpu")
     tokens = count_tokens(model)
     config = TrainConfig(max_steps=steps, batch_size=batch_size, learning_rate=lr, warmup_ratio=0.0,
-                         checkpoint_every=steps, seed=SEED)
+                         checkpoint_every=steps, seed=SEED, length_grouped=None if own_batches else False)
     with tempfile.TemporaryDirectory() as out:
         train(model, make_objective("mnrl", model), [(t, t) for t in texts], config, checkpoint_dir=Path(out),
               on_step=lambda step, total, loss: stamps.append(time.perf_counter()))
@@ -104,6 +118,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument("--equal-length", action="store_true", help="only the texts of the most common token length")
+    parser.add_argument("--default-batches", action="store_true",
+                        help="each trainer batches its own default way (embtune: length-grouped); real tokens/s")
     args = parser.parse_args()
 
     from embtune.encoders import resolve_model
@@ -124,21 +140,21 @@ def main() -> None:
     # embtune's trainer draws epoch 0 in this order (training/trainer.py: default_rng([seed, epoch]).permutation(n))
     in_embtune_order = [texts[i] for i in np.random.default_rng([SEED, 0]).permutation(len(texts))]
     theirs, ours = [], []
+    st_texts = texts if args.default_batches else in_embtune_order
     for _ in range(args.rounds):
-        theirs.append(sentence_transformers_run(path, in_embtune_order, args.steps, args.batch_size, args.lr))
-        ours.append(embtune_run(path, texts, args.steps, args.batch_size, args.lr))
-        print(json.dumps({"sentence_transformers_steps_per_s": theirs[-1][0], "embtune_steps_per_s": ours[-1][0],
-                          "sentence_transformers_tokens_per_s": theirs[-1][1], "embtune_tokens_per_s": ours[-1][1],
-                          "same_padded_tokens": theirs[-1][2] == ours[-1][2]}),
-              flush=True)
-    st, et = statistics.median(r[0] for r in theirs), statistics.median(r[0] for r in ours)
-    st_tok, et_tok = statistics.median(r[1] for r in theirs), statistics.median(r[1] for r in ours)
-    print(json.dumps({"steps": args.steps, "batch_size": args.batch_size, "texts": len(texts),
-                      "equal_length": args.equal_length,
-                      "sentence_transformers_steps_per_s": round(st, 4), "embtune_steps_per_s": round(et, 4),
-                      "ratio_embtune_over_st": round(et / st, 3),
-                      "sentence_transformers_tokens_per_s": round(st_tok, 1), "embtune_tokens_per_s": round(et_tok, 1),
-                      "token_ratio_embtune_over_st": round(et_tok / st_tok, 3)}, indent=2))
+        theirs.append(sentence_transformers_run(path, st_texts, args.steps, args.batch_size, args.lr, args.default_batches))
+        ours.append(embtune_run(path, texts, args.steps, args.batch_size, args.lr, args.default_batches))
+        print(json.dumps({"sentence_transformers": theirs[-1], "embtune": ours[-1]}), flush=True)
+    median = {key: {name: statistics.median(r[name] for r in runs) for name in runs[0]}
+              for key, runs in (("sentence_transformers", theirs), ("embtune", ours))}
+    summary = {"steps": args.steps, "batch_size": args.batch_size, "texts": len(texts), "equal_length": args.equal_length,
+               "default_batches": args.default_batches, **median,
+               "ratio_steps": round(median["embtune"]["steps_per_s"] / median["sentence_transformers"]["steps_per_s"], 3),
+               "ratio_real_tokens": round(median["embtune"]["real_tokens_per_s"]
+                                          / median["sentence_transformers"]["real_tokens_per_s"], 3),
+               "ratio_padded_tokens": round(median["embtune"]["padded_tokens_per_s"]
+                                            / median["sentence_transformers"]["padded_tokens_per_s"], 3)}
+    print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

@@ -138,6 +138,42 @@ def test_fewshot_fine_tunes_then_fits_a_head_and_round_trips(tiny_model, topics,
                                atol=1e-6)
 
 
+def test_fewshot_precision_follows_the_hardware(monkeypatch):
+    import embtune.nn.device as device
+
+    clf = FewShotClassifier()
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
+    assert clf._mixed_precision("cpu") == "bf16"
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
+    assert clf._mixed_precision("cpu") == "off"  # no bf16 units: emulated bf16 would be slower, not faster
+    assert FewShotClassifier(precision="bf16")._mixed_precision("cpu") == "bf16"
+    assert clf._mixed_precision("cuda") == "auto" and FewShotClassifier(precision="fp32")._mixed_precision("cuda") == "off"
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        FewShotClassifier(precision="fp8")._mixed_precision("cpu")
+
+
+def test_trainer_runs_bf16_on_the_cpu_when_asked(tiny_model, topics, tmp_path):
+    from embtune.encoders.sentence_transformer import load_sentence_transformer
+    from embtune.training.objectives import make_objective
+    from embtune.training.trainer import TrainConfig, train
+
+    texts, labels = topics
+    dtypes = {}
+    for mode in ("off", "bf16"):
+        model = load_sentence_transformer(tiny_model, "cpu")
+        seen = []
+        model[0].auto_model.encoder.layer[0].output.dense.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
+        before = next(model.parameters()).detach().clone()
+        result = train(model, make_objective("supcon", model), [(t, str(y)) for t, y in zip(texts[:64], labels[:64])],
+                       TrainConfig(max_steps=3, batch_size=16, learning_rate=1e-3, mixed_precision=mode),
+                       checkpoint_dir=tmp_path / mode)
+        assert result.steps == 3 and all(np.isfinite(loss) for _, loss in result.losses)
+        assert not torch.equal(before, next(model.parameters()).detach())  # weights (kept in fp32) moved
+        assert next(model.parameters()).dtype == torch.float32
+        dtypes[mode] = set(seen)
+    assert dtypes == {"off": {torch.float32}, "bf16": {torch.bfloat16}}
+
+
 def test_cli_classify_and_predict(tiny_model, topics, tmp_path):
     texts, labels = topics
     train = tmp_path / "train.jsonl"

@@ -14,7 +14,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from embtune.errors import EmbtuneError
 from embtune.evaluation import cluster_metrics
-from embtune.nn.losses import info_nce_loss
+from embtune.nn.losses import info_nce_loss, multi_positive_supcon_loss
 from embtune.tuners import (
     AutoencoderTuner,
     ContrastiveLearner,
@@ -213,6 +213,20 @@ def test_info_nce_loss_prefers_matching_views_and_respects_mask():
     mask = torch.zeros(4, 4, dtype=torch.bool)
     mask[0, 1] = True
     assert info_nce_loss(a, a + 0.5, mask=mask) < info_nce_loss(a, a + 0.5)
+
+
+def test_multi_positive_supcon_loss_rewards_grouping_by_label_and_skips_lonely_items():
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    grouped = torch.tensor([[1.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1]])
+    mixed = grouped[[0, 2, 1, 3, 4]]  # each text sits with the other label
+    assert multi_positive_supcon_loss(grouped, labels, temperature=0.1) < 0.01
+    assert multi_positive_supcon_loss(mixed, labels, temperature=0.1) > 5
+    # the item of label 2 has no positive: it changes nothing as an anchor, only as a negative
+    z = torch.randn(5, 3, requires_grad=True)
+    loss = multi_positive_supcon_loss(z, torch.tensor([0, 1, 2, 3, 4]))
+    assert loss.item() == 0.0
+    loss.backward()  # no positive anywhere: a zero loss that still backpropagates
+    assert z.grad is not None
 
 
 # -- persistence --------------------------------------------------------------------------------------------------------

@@ -363,7 +363,7 @@ def finetune(corpus: str | Path, *, objective: str = "augment", model: str | Non
     ``options`` are those of :class:`embtune.training.run.RunOptions`: ``text_field``, ``label_field``, ``use_labels``,
     ``paraphrase_field``, ``sts``, ``epochs``, ``max_steps``, ``batch_size``, ``learning_rate``, ``grad_accum``,
     ``max_seq_length``, ``resolution``, ``model_options`` (the USE port's ``freeze_embeddings``, ``dropout``),
-    ``eval_every``, ``checkpoint_every``, ``early_stopping``, ``patience``, ``max_minutes``, ``resume``,
+    ``eval_every``, ``checkpoint_every``, ``early_stopping``, ``patience``, ``max_minutes``, ``length_grouping``, ``resume``,
     ``objective_params``, ``collapse_guard``, ``seed``, ``device``, ``show_progress``.
 
     A held-out slice of the corpus (up to 1,000 texts, never trained on) is evaluated at the start and every

@@ -512,6 +512,7 @@ def finetune(
     denoise: Annotated[bool, typer.Option("--denoise", help="autoencoder (images): rebuild the clean image from a corrupted one.")] = False,
     reconstruct: Annotated[Optional[str], typer.Option("--reconstruct", help="autoencoder (images): what the decoder rebuilds, pixels (default) or features (the base model's).")] = None,
     no_collapse_guard: Annotated[bool, typer.Option("--no-collapse-guard", help="Let a collapsing run go on (to study it).")] = False,
+    length_grouping: Annotated[Optional[bool], typer.Option("--length-grouping/--no-length-grouping", help="Batch texts of similar length together (shuffled groups, less padding) [default: on where the objective allows it: not supcon, pseudo, sccl or images].", show_default=False)] = None,
     no_report: NoReport = False,
     nproc: Annotated[int, typer.Option("--nproc", min=1, help="Train data-parallel in N processes on this machine (torchrun: gloo on CPU, NCCL on one GPU each); --batch-size stays the global batch.")] = 1,
     seed: Seed = 0,

@@ -2,6 +2,11 @@
 labelled texts (the ``supcon`` objective through the one trainer: same-label texts are positives and never negatives),
 then fit a logistic-regression head on its vectors.
 
+Defaults measured on BANKING77 at 8 texts per class (bench/downstream.py fewshot): batches of 32 labels x 2 texts
+(every text meets its positive in the batch: one forward pass per text, half the work of drawing a separate positive
+at equal accuracy), learning rate 4e-5, 10 epochs, bf16 where the hardware has it, and a head with C=16: on unit
+vectors the usual C=1 under-fits (frozen vectors: 79 % at C=1, 83 % at C=16).
+
 ``frozen=True`` is the cheap variant: the encoder stays as it is and a ContrastiveTuner (tuners/) learns a head on its
 frozen vectors from label pairs, then the logistic regression. Saved as a folder: the tuned encoder (a plain
 sentence-transformers folder) or the tuner, and the head (safetensors + JSON).
@@ -28,17 +33,19 @@ class FewShotClassifier(ClassifierBase):
     >>> clf.predict(["I was charged twice"])
     """
 
-    def __init__(self, model: str = "all-MiniLM-L6-v2", epochs: float = 10.0, batch_size: int = 32,
-                 learning_rate: float = 2e-5, temperature: float = 0.05, frozen: bool = False, C: float = 1.0,
-                 max_seq_length: int | None = None, random_state: int = 0, device: str = "auto",
-                 show_progress: bool = False):
+    def __init__(self, model: str = "all-MiniLM-L6-v2", epochs: float = 10.0, batch_size: int = 64,
+                 learning_rate: float = 4e-5, temperature: float = 0.05, per_label: int = 2, frozen: bool = False,
+                 C: float = 16.0, precision: str = "auto", max_seq_length: int | None = None, random_state: int = 0,
+                 device: str = "auto", show_progress: bool = False):
         self.model = model
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.temperature = temperature
+        self.per_label = per_label
         self.frozen = frozen
         self.C = C
+        self.precision = precision
         self.max_seq_length = max_seq_length
         self.random_state = random_state
         self.device = device
@@ -69,22 +76,37 @@ class FewShotClassifier(ClassifierBase):
         from embtune.training.trainer import TrainConfig, train
         from embtune.progress import training_progress
 
-        self.encoder_ = load_sentence_transformer(resolve_model(self.model).path, resolve_device(self.device),
-                                                  self.max_seq_length)
+        device = resolve_device(self.device)
+        self.encoder_ = load_sentence_transformer(resolve_model(self.model).path, device, self.max_seq_length)
         self.n_steps_ = 0
         if not self.epochs:  # epochs=0: logistic regression on the untouched encoder (the floor to beat)
             self.encoder_.eval()
             return
-        objective = make_objective("supcon", self.encoder_, temperature=self.temperature)
+        objective = make_objective("supcon", self.encoder_, temperature=self.temperature, per_label=self.per_label)
         items = [(t, int(c)) for t, c in zip(texts, codes)]
         config = TrainConfig(epochs=self.epochs, batch_size=min(self.batch_size, len(items)),
-                             learning_rate=self.learning_rate, seed=self.random_state)
+                             learning_rate=self.learning_rate, seed=self.random_state,
+                             mixed_precision=self._mixed_precision(device))
         total = config.total_steps(len(items))
+        config.checkpoint_every = total  # a run of a minute in a scratch folder: no checkpoints on the way (10 % of it)
         with tempfile.TemporaryDirectory() as scratch, \
                 training_progress(total, self.show_progress, "few-shot fine-tune") as update:
             result = train(self.encoder_, objective, items, config, checkpoint_dir=Path(scratch), on_step=update)
         self.n_steps_ = result.steps
         self.encoder_.eval()
+
+    def _mixed_precision(self, device: str) -> str:
+        """``precision``: "auto" trains in bf16 on a GPU and on a CPU with bf16 units (AMX / AVX-512 BF16: 1.5x the
+        steps/s, same accuracy in bench/downstream.py), else in fp32; "bf16" and "fp32" force one."""
+        from embtune.nn.device import cpu_has_bf16
+
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision={self.precision!r}: use auto, bf16 or fp32")
+        if self.precision == "fp32":
+            return "off"
+        if device != "cpu":
+            return "auto" if self.precision == "auto" else "bf16"
+        return "bf16" if self.precision == "bf16" or cpu_has_bf16() else "off"
 
     def _fit_frozen(self, texts: list[str], codes: np.ndarray) -> None:
         from embtune.encoders import load_encoder

@@ -36,6 +36,7 @@ import numpy as np
 from embtune.encoders.exported import CHECK_TEXTS, INPUTS, ExportedEncoder, demo_texts
 from embtune.encoders.sentence_transformer import model_features
 from embtune.errors import EmbtuneError
+from embtune.nn.device import cpu_flags
 
 log = logging.getLogger(__name__)
 
@@ -81,17 +82,6 @@ def spread_sample(texts: Sequence[str], n: int = SAMPLE_TEXTS) -> list[str]:
     if len(unique) <= n:
         return unique
     return [unique[int(i)] for i in np.linspace(0, len(unique) - 1, n).round().astype(int)]
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as /proc/cpuinfo lists them (empty where it cannot be read)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def int8_note(flags: set[str] | None = None) -> str | None:

@@ -4,7 +4,25 @@ Encoders, tuners, training and the classifiers all call it, so ``--device`` mean
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from embtune.errors import EmbtuneError
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as /proc/cpuinfo lists them (empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AMX or AVX-512 BF16), where bf16 autocast pays off on the CPU."""
+    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
 
 
 def resolve_device(device: str = "auto") -> str:

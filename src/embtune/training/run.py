@@ -45,6 +45,7 @@ class RunOptions:
     resume: bool = False
     objective_params: dict[str, Any] = field(default_factory=dict)
     collapse_guard: bool = True
+    length_grouping: bool | None = None  # batches of similar-length texts; None: on where the objective allows it
     seed: int = 0
     device: str = "auto"
     show_progress: bool | None = None
@@ -70,7 +71,7 @@ class RunOptions:
             grad_accum=self.grad_accum, learning_rate=self.learning_rate or defaults["learning_rate"],
             eval_every=self.eval_every, checkpoint_every=self.checkpoint_every,
             early_stopping_metric=self.early_stopping, patience=self.patience, max_minutes=self.max_minutes,
-            seed=self.seed, collapse_ratio=0.25 if self.collapse_guard else 0.0,
+            seed=self.seed, collapse_ratio=0.25 if self.collapse_guard else 0.0, length_grouped=self.length_grouping,
         )
 
 

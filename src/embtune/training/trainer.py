@@ -1,6 +1,7 @@
 """The one training loop. Objectives turn batches into losses; everything else happens here:
 
-AdamW with warm-up and linear decay, gradient accumulation, clipping, mixed precision on GPU, a progress bar with the
+Items in a seeded order per epoch, batched by similar length where the objective allows it
+(:mod:`embtune.training.batches`); AdamW with warm-up and linear decay, gradient accumulation, clipping, mixed precision on GPU, a progress bar with the
 loss and steps/s, evaluation on a held-out slice every ``eval_every`` steps (label-free metrics, plus labels / STS when
 given), early stopping on a chosen metric with keep-best, atomic checkpoints every ``checkpoint_every`` steps that
 ``resume`` continues exactly (weights, optimizer, scheduler, random states, position in the data), a time budget,
@@ -27,6 +28,7 @@ from embtune.errors import EmbtuneError
 from embtune.evaluation.metrics import METRIC_INFO
 from embtune.evaluation.monitor import training_metrics
 from embtune.training import distributed
+from embtune.training.batches import epoch_order, item_lengths
 from embtune.training.objectives.base import encode_frozen
 from embtune.training.checkpoint import (
     TrainState,
@@ -59,7 +61,8 @@ class TrainConfig:
     patience: int = 3
     max_minutes: float | None = None
     seed: int = 0
-    mixed_precision: str = "auto"  # "auto" (bf16/fp16 on CUDA, off on CPU), "off", "bf16", "fp16"
+    mixed_precision: str = "auto"  # "auto" (bf16/fp16 on CUDA, off on CPU), "off", "bf16" (CUDA or CPU), "fp16"
+    length_grouped: bool | None = None  # batches of similar-length texts (training/batches.py); None: the objective's
     collapse_ratio: float = 0.25  # collapse: spread (1 - mean cosine) or effective rank below this share of the start
 
     def total_steps(self, n_items: int) -> int:
@@ -131,6 +134,8 @@ def _autocast(device: str, mode: str):
     if device.startswith("cuda") and mode != "off":
         dtype = torch.bfloat16 if (mode == "bf16" or (mode == "auto" and torch.cuda.is_bf16_supported())) else torch.float16
         return torch.autocast("cuda", dtype=dtype), dtype == torch.float16
+    if device == "cpu" and mode == "bf16":  # asked for: pays where the CPU has bf16 units (nn.device.cpu_has_bf16)
+        return torch.autocast("cpu", dtype=torch.bfloat16), False
     return torch.autocast("cpu", enabled=False), False
 
 
@@ -184,7 +189,8 @@ def train(
     autocast, use_scaler = _autocast(device, config.mixed_precision)
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
 
-    state = TrainState(config=asdict(config))
+    grouped = objective.length_grouping if config.length_grouped is None else bool(config.length_grouped)
+    state = TrainState(config={**asdict(config), "length_grouped": grouped})
     initial: dict[str, float] = {}
     if resume:
         folder = latest_checkpoint(checkpoint_dir)
@@ -194,6 +200,7 @@ def train(
         scheduler.load_state_dict(state.scheduler)
         rng.bit_generator.state = state.numpy_rng
         initial = state.history[0]["metrics"] if state.history else {}
+        grouped = bool(state.config.get("length_grouped", False))  # the order the run started with (none before)
         log.info("resuming from %s (step %d of %d)", folder.name, state.step, total)
     elif eval_set is not None:
         initial = evaluate_model(model, eval_set)
@@ -214,6 +221,8 @@ def train(
     model.train()
     objective.train()
     n = len(items)
+    runs = objective.label_runs(items)  # label-aware batches replace length grouping where the loss asks for them
+    lengths = item_lengths(model, items) if grouped and runs is None else None
     order_epoch, order = -1, None
     micro = 0
     optimizer.zero_grad(set_to_none=True)
@@ -221,7 +230,7 @@ def train(
         if state.position >= n:
             state.epoch, state.position = state.epoch + 1, 0
         if order_epoch != state.epoch:  # each epoch's order follows from (seed, epoch), so a resume finds it again
-            order_epoch, order = state.epoch, np.random.default_rng([config.seed, state.epoch]).permutation(n)
+            order_epoch, order = state.epoch, epoch_order(n, config.batch_size, config.seed, state.epoch, lengths, runs)
         if micro % config.grad_accum == 0:
             objective.refresh(model, items, state.step)
         chunk = [items[i] for i in order[state.position : state.position + config.batch_size]]

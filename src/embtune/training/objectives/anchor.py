@@ -24,6 +24,7 @@ class AnchoredObjective(Objective):
             raise ValueError("anchor: weight must be >= 0 and kind 'cosine' or 'mse'")
         self.inner, self.weight, self.kind = inner, weight, kind
         self.name, self.data, self.defaults = inner.name, inner.data, inner.defaults
+        self.length_grouping = inner.length_grouping
         self.summary = f"{inner.summary}; {describe_anchor(weight, kind)}"
         # base embeddings are recomputed from the base model in setup(), also on resume, so they need no checkpoint
         self.register_buffer("base", torch.empty(0), persistent=False)
@@ -36,6 +37,9 @@ class AnchoredObjective(Objective):
 
     def refresh(self, model, items: list, step: int) -> None:
         self.inner.refresh(model, items, step)
+
+    def label_runs(self, items: list) -> tuple[list, int] | None:
+        return self.inner.label_runs(items)
 
     def batch(self, items: list, rng: np.random.Generator):
         return self.inner.batch(items, rng), [item_text(item) for item in items]

@@ -73,7 +73,12 @@ class Objective(torch.nn.Module):
     - ``defaults``: recommended learning rate, batch size and steps for this objective;
     - ``default_anchor``: the weight of the pull towards the base model (:mod:`.anchor`) when the user gives none: 1
       for the instance-discrimination objectives, which otherwise spread an already strong model's clusters apart
-      (bench/label_free.py), 0 for the rest.
+      (bench/label_free.py), 0 for the rest;
+    - ``length_grouping``: whether the trainer may batch texts of similar length together by default
+      (:func:`embtune.training.batches.epoch_order`); off where the loss depends on which items share a batch beyond
+      being in-batch negatives (same-label positives, per-batch cluster targets) and for images;
+    - ``label_runs(items)``: ``(labels, per_label)`` where the loss wants several items of each label in a batch (the
+      trainer then lays batches out with :func:`embtune.training.batches.label_order`), else None.
 
     Extra modules an objective owns (a decoder, a second encoder) are trained with the model and dropped at export.
     """
@@ -83,6 +88,7 @@ class Objective(torch.nn.Module):
     defaults: ClassVar[dict[str, Any]] = {"learning_rate": 2e-5, "batch_size": 32}
     summary: ClassVar[str] = ""
     default_anchor: ClassVar[float] = 0.0
+    length_grouping: ClassVar[bool] = True
 
     def setup(self, model, items: list) -> None:
         """Once, before the optimizer is built: create parameters that depend on the data (e.g. cluster centroids)."""
@@ -95,6 +101,10 @@ class Objective(torch.nn.Module):
 
     def batch(self, items: list, rng: np.random.Generator) -> Any:
         return items
+
+    def label_runs(self, items: list) -> tuple[list, int] | None:
+        """``(label of each item, items per label in a batch)`` for label-aware batches; None: the plain order."""
+        return None
 
     def forward(self, model, batch) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -57,6 +57,7 @@ class ImageObjective(Objective):
     augmentations from the trainer's random state, so views are reproducible and a resumed run sees the same ones."""
 
     data: ClassVar[str] = "images"
+    length_grouping: ClassVar[bool] = False  # images have no length
     defaults: ClassVar[dict] = {"learning_rate": 1e-4, "batch_size": 64}
     head_lr_scale: ClassVar[float] = 10.0  # new heads start from random weights: let them catch up with the backbone
 

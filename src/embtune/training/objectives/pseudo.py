@@ -23,6 +23,7 @@ class PseudoLabelObjective(Objective):
     name = "pseudo"
     data = "texts"
     defaults = {"learning_rate": 2e-5, "batch_size": 64}
+    length_grouping = False  # the loss reads who shares the batch (same-label / same-cluster items)
     summary = "KMeans pseudo-labels on confident members, supervised-contrastive pull"
 
     def __init__(self, k: int | None = None, keep: float = 0.7, refresh_every: int = 100, temperature: float = 0.05,

@@ -35,6 +35,7 @@ class SCCLObjective(Objective):
     name = "sccl"
     data = "texts"
     defaults = {"learning_rate": 2e-5, "batch_size": 64}
+    length_grouping = False  # the loss reads who shares the batch (same-label / same-cluster items)
     summary = "augmented-view InfoNCE + Student-t clustering head with KL to the sharpened target"
     default_anchor = 1.0  # instance discrimination alone spreads a strong model's clusters (bench/label_free.py)
 
