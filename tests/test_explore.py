@@ -62,11 +62,11 @@ def call(srv, path, body=None, token=True):
 
 def test_every_request_needs_the_token_and_the_server_listens_on_localhost_only(server):
     assert server.server_address[0] == "127.0.0.1"
-    for path in ("/", "/api/points", "/plotly.min.js", "/api/export?format=csv"):
+    for path in ("/", "/api/points", "/plotly.js", "/api/export?format=csv"):
         assert call(server, path, token=False)[0] == 403, path
     assert call(server, "/api/label", {"items": [1], "label": "x"}, token=False)[0] == 403
     status, page = call(server, f"/?token={server.token}", token=False)
-    assert status == 200 and server.token.encode() in page and b"plotly.min.js" in page
+    assert status == 200 and server.token.encode() in page and b"plotly.js" in page
     assert call(server, "/?token=wrong", token=False)[0] == 403
     assert not server.session.log.labels()  # the refused label never reached the log
 

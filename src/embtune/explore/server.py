@@ -1,6 +1,6 @@
 """The `embtune explore` HTTP server: standard library only, bound to 127.0.0.1 unless told otherwise, and every
 request must carry the per-run token (``?token=`` in the page's URL, the ``X-Embtune-Token`` header on API calls);
-anything else gets 403. The page and plotly.js (from the ``plotly`` package, no CDN) are served from disk; selections
+anything else gets 403. The page and plotly.js (vendored in static/vendor/, no CDN) are served from disk; selections
 happen in the browser (WebGL scatter), so only actions (label, undo, export, ...) reach Python.
 """
 
@@ -23,14 +23,11 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 
 def plotly_js() -> Path:
-    """plotly.min.js as the ``plotly`` package ships it (MIT); a clear error when the package is missing."""
-    try:
-        import plotly
-    except ImportError:
-        raise EmbtuneError("embtune explore draws its maps with plotly.js; pip install plotly") from None
-    path = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+    """plotly.js's gl2d bundle (scattergl with lasso / box selection; MIT), vendored in static/vendor/ (update.sh
+    re-vendors it): a third of the full plotly.min.js, which is what the page's first render waits for."""
+    path = STATIC / "vendor" / "plotly-gl2d.min.js"
     if not path.is_file():
-        raise EmbtuneError(f"{path}: missing from the installed plotly package; reinstall it (pip install -U plotly)")
+        raise EmbtuneError(f"{path}: missing from this embtune install; reinstall embtune")
     return path
 
 
@@ -83,7 +80,7 @@ class Handler(BaseHTTPRequestHandler):
             "/": lambda: self._send(200, (STATIC / "explore.html").read_bytes().replace(
                 b"__TOKEN__", self.server.token.encode()), "text/html; charset=utf-8"),
             "/explore.js": lambda: self._send(200, (STATIC / "explore.js").read_bytes(), "text/javascript"),
-            "/plotly.min.js": lambda: self._send(200, self.server.plotly.read_bytes(), "text/javascript",
+            "/plotly.js": lambda: self._send(200, self.server.plotly.read_bytes(), "text/javascript",
                                                  {"Cache-Control": "max-age=3600"}),
             "/api/points": lambda: self._json(session.points()),
             "/api/clusters": lambda: self._json(session.clusters()),
