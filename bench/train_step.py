@@ -135,10 +135,10 @@ def main() -> None:
         common = Counter(lengths).most_common(1)[0][0]
         texts = [t for t, n in zip(texts, lengths) if n == common]
         print(f"{len(texts)} texts of {common} tokens (the most common length)", flush=True)
-    import numpy as np
+    from embtune.training.batches import epoch_order
 
-    # embtune's trainer draws epoch 0 in this order (training/trainer.py: default_rng([seed, epoch]).permutation(n))
-    in_embtune_order = [texts[i] for i in np.random.default_rng([SEED, 0]).permutation(len(texts))]
+    # embtune's trainer draws epoch 0 in this order when length grouping is off (the same-batches comparison)
+    in_embtune_order = [texts[i] for i in epoch_order(len(texts), args.batch_size, SEED, 0)]
     theirs, ours = [], []
     st_texts = texts if args.default_batches else in_embtune_order
     for _ in range(args.rounds):

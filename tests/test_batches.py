@@ -7,9 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embtune.training.batches import GROUP_BATCHES, epoch_order, item_lengths, label_order, padding_share
+from embtune.training.batches import GROUP_BATCHES, epoch_order, item_lengths, label_order
 from embtune.training.objectives import make_objective
 from embtune.training.trainer import TrainConfig, train
+
+
+def padding_share(lengths: np.ndarray, order: np.ndarray, batch_size: int) -> float:
+    """The share of the tokens a transformer computes that are padding, for batches taken in ``order``."""
+    lengths = np.asarray(lengths)
+    padded = real = 0
+    for start in range(0, len(order), batch_size):
+        batch = lengths[order[start : start + batch_size]]
+        padded += int(batch.max()) * len(batch)
+        real += int(batch.sum())
+    return 1 - real / max(padded, 1)
 
 
 def test_without_lengths_the_order_is_the_seeded_permutation_runs_always_had():
@@ -76,10 +87,10 @@ def test_trainer_batches_by_length_where_the_objective_allows_it(tiny_model, dem
 
 def test_label_order_lays_batches_out_as_runs_of_one_label():
     labels = np.repeat([f"l{i}" for i in range(40)], 8)[np.random.default_rng(1).permutation(320)]
-    order = label_order(labels, 32, 0, 0, 4)
+    order = label_order(labels, 0, 0, 4)
     assert sorted(order.tolist()) == list(range(320))
-    np.testing.assert_array_equal(order, label_order(labels, 32, 0, 0, 4))  # a resume finds the same order
-    assert not np.array_equal(order, label_order(labels, 32, 0, 1, 4))
+    np.testing.assert_array_equal(order, label_order(labels, 0, 0, 4))  # a resume finds the same order
+    assert not np.array_equal(order, label_order(labels, 0, 1, 4))
     runs = labels[order].reshape(-1, 4)  # 8 per label: two runs of 4 each, laid end to end
     assert (runs == runs[:, :1]).all()
     batches = labels[order].reshape(-1, 32)
@@ -87,7 +98,7 @@ def test_label_order_lays_batches_out_as_runs_of_one_label():
     assert len({tuple(b) for b in batches}) == len(batches)
     # uneven labels (1, 2, 5 items) still come once each
     ragged = np.array(["a"] + ["b"] * 2 + ["c"] * 5)
-    assert sorted(label_order(ragged, 4, 0, 0, 4).tolist()) == list(range(8))
+    assert sorted(label_order(ragged, 0, 0, 4).tolist()) == list(range(8))
 
 
 def test_supcon_in_label_runs_sees_several_positives_per_text_in_one_forward_pass(tiny_model, demo_rows, tmp_path):

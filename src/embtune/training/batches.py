@@ -41,7 +41,7 @@ def epoch_order(n: int, batch_size: int, seed: int, epoch: int, lengths: np.ndar
     permutation grouped by length as the module says; the one short batch, if any, stays last, so every batch before it
     is full and the trainer's ``batch_size`` slices fall on batch boundaries."""
     if runs is not None:
-        return label_order(runs[0], batch_size, seed, epoch, runs[1])
+        return label_order(runs[0], seed, epoch, runs[1])
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(n)
     if lengths is None or n <= batch_size:
@@ -58,21 +58,10 @@ def epoch_order(n: int, batch_size: int, seed: int, epoch: int, lengths: np.ndar
     return np.concatenate(batches)
 
 
-def padding_share(lengths: np.ndarray, order: np.ndarray, batch_size: int) -> float:
-    """The share of the tokens a transformer computes that are padding, for batches taken in ``order``."""
-    lengths = np.asarray(lengths)
-    padded = real = 0
-    for start in range(0, len(order), batch_size):
-        batch = lengths[order[start : start + batch_size]]
-        padded += int(batch.max()) * len(batch)
-        real += int(batch.sum())
-    return 1 - real / max(padded, 1)
-
-
-def label_order(labels, batch_size: int, seed: int, epoch: int, per_label: int) -> np.ndarray:
+def label_order(labels, seed: int, epoch: int, per_label: int) -> np.ndarray:
     """The item indices of one epoch in label-aware batches (P x K sampling): each label's items, in the epoch's
-    permutation, are cut into runs of ``per_label``; the runs are shuffled and laid end to end, so a batch of
-    ``batch_size`` holds about ``batch_size / per_label`` labels with ``per_label`` items each, and every item finds
+    permutation, are cut into runs of ``per_label``; the runs are shuffled and laid end to end, so any batch the trainer
+    cuts from it (``batch_size`` items) holds about ``batch_size / per_label`` labels with ``per_label`` items each, and every item finds
     same-label texts in its own batch. Every item still comes once per epoch; the order is a function of (seed, epoch)."""
     labels = np.asarray(labels)
     rng = np.random.default_rng([seed, epoch])

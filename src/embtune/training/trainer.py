@@ -1,7 +1,8 @@
 """The one training loop. Objectives turn batches into losses; everything else happens here:
 
-Items in a seeded order per epoch, batched by similar length where the objective allows it
-(:mod:`embtune.training.batches`); AdamW with warm-up and linear decay, gradient accumulation, clipping, mixed precision on GPU, a progress bar with the
+Items in a seeded order per epoch, batched by similar length where the objective allows it or as runs of one label
+where it asks for them (:mod:`embtune.training.batches`); AdamW with warm-up and linear decay, gradient accumulation,
+clipping, mixed precision on GPU (bf16 on the CPU when asked), a progress bar with the
 loss and steps/s, evaluation on a held-out slice every ``eval_every`` steps (label-free metrics, plus labels / STS when
 given), early stopping on a chosen metric with keep-best, atomic checkpoints every ``checkpoint_every`` steps that
 ``resume`` continues exactly (weights, optimizer, scheduler, random states, position in the data), a time budget,

@@ -45,8 +45,8 @@ class SupervisedContrastiveObjective(Objective):
     def batch(self, items: list, rng: np.random.Generator):
         texts = [text for text, _ in items]
         labels = [str(label) for _, label in items]
-        codes = {label: i for i, label in enumerate(dict.fromkeys(labels))}
-        codes = torch.tensor([codes[label] for label in labels])
+        index = {label: i for i, label in enumerate(dict.fromkeys(labels))}
+        codes = torch.tensor([index[label] for label in labels])
         if self.per_label:
             return texts, None, codes
         positives = []
