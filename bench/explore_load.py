@@ -36,7 +36,8 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     from embtune.explore.server import ExploreServer
-    from embtune.explore.session import ExploreSession, Space, project
+    from embtune.explore.maps import project
+    from embtune.explore.session import ExploreSession, Space
     from suite import cpu_flags  # bench/suite.py
 
     rng = np.random.default_rng(0)

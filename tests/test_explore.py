@@ -1,6 +1,7 @@
 """`embtune explore`: the server enforces its token and serves the page's actions; in headless Chromium the map draws
 every point, a selection fills the panel, labelling / undo / export round-trip, and a server killed with -9 comes
-back with every label."""
+back with every label. Image corpora get thumbnails (made once, cached); maps (PCA, UMAP) are cached and an after map
+lines up with its before map."""
 
 from __future__ import annotations
 
@@ -23,16 +24,16 @@ import numpy as np
 import pytest
 
 from embtune.explore.server import ExploreServer
-from embtune.explore.session import ExploreSession, Space, project
+from embtune.errors import EmbtuneError
+from embtune.explore import maps, thumbnails
+from embtune.explore.maps import project
+from embtune.explore.session import ExploreSession, Space, open_session
 
 WORDS = ["card stolen blocked", "refund late merchant", "atm cash withdrawal", "exchange rate currency"]
 
 
 def small_session(tmp_path, n_per=40, source=None) -> ExploreSession:
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(4, 16))
-    x = np.concatenate([c + 0.2 * rng.normal(size=(n_per, 16)) for c in centres]).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x = small_session_vectors(n_per)
     texts = [f"{WORDS[i // n_per]} {i}" for i in range(len(x))]
     return ExploreSession(texts, [Space("base", x, project(x))], tmp_path / "out", source=source)
 
@@ -115,12 +116,135 @@ def test_export_keeps_every_original_column(tmp_path):
     assert out[5]["label"] is None and out[5]["id"] == 5
 
 
+def test_maps_are_computed_once_and_an_after_map_lines_up_with_its_before_map(monkeypatch):
+    x = small_session_vectors()
+    calls = []
+    real = maps._pca
+    monkeypatch.setattr(maps, "_pca", lambda v, seed: calls.append(len(v)) or real(v, seed))
+    first = project(x)
+    again = project(x)
+    assert calls == [160] and np.array_equal(first, again) and first.shape == (160, 2)
+    assert np.abs(first).max() == pytest.approx(1.0) and len(list(maps.maps_dir().glob("*.npy"))) == 1
+    mirrored = project(-x, init=first)  # the same geometry, whatever sign PCA gives its axes: the same map
+    np.testing.assert_allclose(mirrored, first, atol=1e-4)
+    for cached in maps.maps_dir().glob("*.npy"):  # a damaged cache file is recomputed, not fatal
+        cached.write_bytes(b"damaged")
+    assert np.array_equal(project(x), first) and calls == [160, 160, 160]
+
+
+def test_umap_is_refused_with_the_install_hint_when_missing_and_used_when_installed(monkeypatch):
+    x = small_session_vectors()
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "umap", None)  # what `import umap` meets without embtune[umap]
+        with pytest.raises(EmbtuneError, match=r"pip install 'embtune\[umap\]'"):
+            project(x, "umap")
+    with pytest.raises(EmbtuneError, match="use pca or umap"):
+        project(x, "tsne")
+    pytest.importorskip("umap")
+    xy = project(x, "umap")
+    groups = np.arange(160) // 40
+    distances = ((xy[:, None] - xy[None]) ** 2).sum(-1) + np.eye(160) * 1e9
+    assert (groups[distances.argmin(1)] == groups).mean() > 0.95  # the four groups stay apart on the map
+    monkeypatch.setattr(maps, "_umap", lambda *a: pytest.fail("UMAP ran again: the cached map was not used"))
+    assert np.array_equal(project(x, "umap"), xy)
+
+
+def small_session_vectors(n_per: int = 40) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 16))
+    x = np.concatenate([c + 0.2 * rng.normal(size=(n_per, 16)) for c in centres]).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def image_folder(root: Path, per_class: int = 10) -> Path:
+    """Two kinds of image (red discs, blue stripes) in class sub-folders, of several sizes and modes."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(0)
+    for kind in ("red", "blue"):
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            size = int(rng.integers(40, 400))
+            image = Image.new("RGBA" if i % 3 == 0 else "RGB", (size, int(size * 0.75)), "white")
+            draw = ImageDraw.Draw(image)
+            if kind == "red":
+                draw.ellipse((size * 0.2, size * 0.1, size * 0.7, size * 0.6), fill=(200 + i, 20, 20))
+            else:
+                for x in range(0, size, 12):
+                    draw.rectangle((x, 0, x + 5, size), fill=(20, 20, 200 + i))
+            image.save(root / kind / f"{kind}_{i:02d}.png")
+    return root
+
+
+def test_thumbnails_are_small_jpegs_made_once_and_remade_when_the_image_changes(tmp_path, monkeypatch):
+    from PIL import Image
+
+    source = image_folder(tmp_path / "img", per_class=1) / "red" / "red_00.png"
+    data = thumbnails.thumbnail(source)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "JPEG" and max(image.size) <= thumbnails.SIZE and image.mode == "RGB"
+    assert len(list(thumbnails.thumbnails_dir().glob("*.jpg"))) == 1
+    made = []
+    real = thumbnails.make_thumbnail
+    monkeypatch.setattr(thumbnails, "make_thumbnail", lambda p, size=thumbnails.SIZE: made.append(p) or real(p, size))
+    assert thumbnails.thumbnail(source) == data and not made  # read from the cache
+    Image.new("RGB", (50, 50), "green").save(source)
+    os.utime(source, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert thumbnails.thumbnail(source) != data and len(made) == 1  # a changed image gets a new thumbnail
+    with pytest.raises(EmbtuneError, match="moved or deleted"):
+        thumbnails.thumbnail(tmp_path / "gone.png")
+
+
+def test_an_image_folder_is_explored_with_thumbnails_path_search_and_its_index_columns_exported(tmp_path):
+    folder = image_folder(tmp_path / "img")
+    index = tmp_path / "index.jsonl"  # the same images through an index file with a column of its own
+    files = sorted(folder.rglob("*.png"))
+    index.write_text("".join(json.dumps({"path": str(p.relative_to(tmp_path)), "camera": f"c{i}"}) + "\n"
+                             for i, p in enumerate(files)))
+    session = open_session(index, tmp_path / "out", show_progress=False)
+    assert session.unit == "images" and len(session.texts) == 20
+    srv = ExploreServer(session)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        points = json.loads(call(srv, "/api/points")[1])
+        assert points["unit"] == "images" and len(points["spaces"][0]["x"]) == 20
+        assert call(srv, "/api/thumb?id=3", token=False)[0] == 403
+        status, jpeg = call(srv, f"/api/thumb?id=3&token={srv.token}", token=False)
+        assert status == 200 and jpeg[:3] == b"\xff\xd8\xff"  # a JPEG
+        assert call(srv, "/api/thumb?id=99")[0] == 404
+        found = json.loads(call(srv, "/api/search?q=red_0[0-4]")[1])
+        assert [Path(session.texts[i]).name for i in found] == [f"red_0{i}.png" for i in range(5)]
+        clusters = json.loads(call(srv, "/api/clusters")[1])
+        assert clusters and all(c["keywords"] == [] and len(c["example_ids"]) == len(c["examples"]) for c in clusters)
+        call(srv, "/api/label", {"items": found, "label": "disc"})
+        rows = [json.loads(line) for line in call(srv, "/api/export?format=jsonl")[1].decode().splitlines()]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert len(rows) == 20 and all(set(r) == {"path", "camera", "label", "label_source", "confidence"} for r in rows)
+    by_name = {Path(r["path"]).name: r for r in rows}
+    assert by_name["red_00.png"]["label"] == "disc" and by_name["red_00.png"]["path"] == "img/red/red_00.png"
+    assert by_name["blue_00.png"]["label"] is None
+    with pytest.raises(EmbtuneError, match="holds texts"):
+        small_session(tmp_path / "t").thumbnail(0)
+
+
 def _chromium():
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
     return browser, sync_playwright
+
+
+def _open_page(playwright, browser):
+    """Headless Chromium with software WebGL, one page, and the list its page errors go to."""
+    chrome = playwright.chromium.launch(executable_path=browser, args=["--no-sandbox", "--enable-unsafe-swiftshader",
+                                                                       "--use-gl=swiftshader", "--ignore-gpu-blocklist"])
+    page = chrome.new_page(viewport={"width": 1300, "height": 800})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return chrome, page, errors
 
 
 def _start(corpus, model, out, port=0):
@@ -146,11 +270,7 @@ def test_page_in_headless_chromium_labels_undoes_exports_and_survives_kill_9(tin
     process, url = _start(corpus, tiny_model, out)
     try:
         with sync_playwright() as p:
-            chrome = p.chromium.launch(executable_path=browser, args=["--no-sandbox", "--enable-unsafe-swiftshader",
-                                                                      "--use-gl=swiftshader", "--ignore-gpu-blocklist"])
-            page = chrome.new_page(viewport={"width": 1300, "height": 800})
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            chrome, page, errors = _open_page(p, browser)
             forbidden = page.goto(url.split("?")[0])
             assert forbidden.status == 403
             page.goto(url)
@@ -194,3 +314,33 @@ def test_page_in_headless_chromium_labels_undoes_exports_and_survives_kill_9(tin
     finally:
         again.send_signal(signal.SIGINT)
         assert again.wait(timeout=30) == 0  # Ctrl-C stops it cleanly
+
+
+@pytest.mark.slow
+def test_page_shows_an_image_folder_as_thumbnails_and_labels_it(tmp_path):
+    browser, sync_playwright = _chromium()
+    folder = image_folder(tmp_path / "img")
+    process, url = _start(folder, "efficientnet-lite0", tmp_path / "labels")
+    try:
+        with sync_playwright() as p:
+            chrome, page, errors = _open_page(p, browser)
+            page.goto(url)
+            page.wait_for_function("window.embtune && window.embtune.ready", timeout=60_000)
+            assert page.evaluate("window.embtune.pointCount()") == 20
+            page.evaluate("window.embtune.select([0, 1, 2, 3])")
+            page.wait_for_function("window.embtune.loadedThumbnails() === 4", timeout=30_000)  # decoded, not broken
+            assert all(Path(t).suffix == ".png" for t in page.evaluate("window.embtune.shownTexts()"))
+            page.fill("#label", "stripes")
+            page.press("#label", "Enter")
+            page.wait_for_function("Object.keys(window.embtune.labels()).length === 4")
+            page.wait_for_function("document.querySelectorAll('#clusters img').length > 0")  # clusters show thumbnails
+            page.fill("#search", "red_0[0-2]")
+            page.press("#search", "Enter")
+            page.wait_for_function("window.embtune.selection().length === 3")
+            assert not errors, errors
+            chrome.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    events = (tmp_path / "labels" / "labels.events.jsonl").read_text()
+    assert "stripes" in events

@@ -634,6 +634,7 @@ def report(
         "**Examples**\n\n"
         "    embtune explore tickets.jsonl -o labels/\n\n"
         "    embtune explore tickets.jsonl -o labels/ --tuner tuner/    # base and tuned maps side by side\n\n"
+        "    embtune explore photos/ -o labels/ --projection umap    # an image folder; UMAP maps (embtune[umap])\n\n"
         "Prints a local URL with a per-run token; open it in a browser. Lasso or box-select points, type a label, "
         "undo / redo; every action is saved to OUT/labels.events.jsonl as it happens. Export with the page's links "
         "(OUT/labels.csv, OUT/labels.jsonl)."
@@ -647,6 +648,7 @@ def explore(
     after: Annotated[Optional[str], typer.Option("--after", help="A fine-tuned model folder to show beside the base model.")] = None,
     labels: Annotated[Optional[str], typer.Option("--labels", "--label-field", help="Field with existing labels, to colour by.")] = None,
     text_field: TextField = "text",
+    projection: Annotated[str, typer.Option("--projection", help="pca, or umap (needs embtune[umap]; computed once, then cached).")] = "pca",
     host: Annotated[str, typer.Option("--host", help="Address to listen on; 127.0.0.1 keeps it to this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port [default: any free one].")] = 0,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")] = False,
@@ -663,7 +665,8 @@ def explore(
 
         with output_folder(output, inputs=[corpus, tuner], command="explore") as folder:
             session = open_session(corpus, folder, model=model, tuner=tuner, after=after, text_field=text_field,
-                                   label_field=labels, device=device, show_progress=_progress(quiet))
+                                   label_field=labels, device=device, show_progress=_progress(quiet),
+                                   projection=projection)
             serve(session, host=host, port=port, open_browser=open_browser, say=lambda m: print(m, flush=True))
 
     _run(quiet, debug, action)
@@ -852,8 +855,11 @@ def cache_info(json_out: Json = False, quiet: Quiet = False, debug: Debug = Fals
     def action():
         from embtune.encoders.cache import VectorCache
 
+        from embtune.explore.maps import explorer_cache
+
         with VectorCache() as cache:
             info = cache.info()
+        explorer_files, explorer_bytes = explorer_cache()
         if json_out:
             _print_json(
                 {
@@ -862,6 +868,7 @@ def cache_info(json_out: Json = False, quiet: Quiet = False, debug: Debug = Fals
                     "max_bytes": info.max_bytes,
                     "vectors": info.vectors,
                     "models": [{"name": n, "dim": d, "vectors": c, "fingerprint": ns} for ns, n, d, c in info.models],
+                    "explorer": {"files": explorer_files, "bytes": explorer_bytes},
                 }
             )
             return
@@ -872,7 +879,8 @@ def cache_info(json_out: Json = False, quiet: Quiet = False, debug: Debug = Fals
             f"vector cache: {info.path}\n"
             f"size: {info.bytes_on_disk / 2**20:.1f} MiB of {info.max_bytes / 2**30:.1f} GiB allowed "
             "(EMBTUNE_CACHE_MAX_GB; least recently used vectors are evicted beyond it)\n"
-            f"vectors: {info.vectors}"
+            f"vectors: {info.vectors}\n"
+            f"explore maps and thumbnails: {explorer_files} files, {explorer_bytes / 2**20:.1f} MiB"
         )
         if info.models:
             table = Table("model", "dim", "vectors", "fingerprint")
@@ -891,13 +899,18 @@ def cache_clear(
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Delete cached vectors (all, or one model's)."""
+    """Delete cached vectors (all, or one model's); without --model also explore's maps and thumbnails."""
 
     def action():
         from embtune.encoders.cache import VectorCache
+        from embtune.explore.maps import clear_explorer_cache
 
         with VectorCache(max_bytes=0) as cache:  # clearing needs no size limit: a bad EMBTUNE_CACHE_MAX_GB cannot stop it
             removed = cache.clear(model or None)
+        if not model:
+            files = clear_explorer_cache()
+            if files and not quiet:
+                print(f"removed {files} cached explore maps and thumbnails", file=sys.stderr)
         if not quiet:
             if removed < 0:
                 print(f"removed the damaged cache file {cache.path}; it starts afresh on the next encode", file=sys.stderr)

@@ -135,22 +135,30 @@ def image_problem(path: Path) -> str | None:
     return None
 
 
-def load_image(path: str | Path, resolution: int) -> torch.Tensor:
-    """(3, resolution, resolution) uint8: EXIF orientation applied, any mode (L, RGBA, CMYK, P) made RGB, the shorter
-    side resized to ``resolution`` and the centre cropped square."""
+def open_rgb(path: str | Path):
+    """The image at ``path`` as a decoded RGB PIL image: EXIF orientation applied, any mode (L, RGBA, CMYK, P) made
+    RGB, transparent pixels put on white (not black)."""
     from PIL import Image, ImageOps
 
     with Image.open(path) as image:
         image = ImageOps.exif_transpose(image)
         if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-            background = Image.new("RGB", image.size, (255, 255, 255))  # transparent pixels on white, not black
+            background = Image.new("RGB", image.size, (255, 255, 255))
             background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
-            image = background
-        image = image.convert("RGB")
-        scale = resolution / min(image.size)
-        size = (max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale)))
-        image = image.resize(size, Image.Resampling.BICUBIC)
-        left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
-        image = image.crop((left, top, left + resolution, top + resolution))
-        array = np.asarray(image, dtype=np.uint8)
+            return background
+        return image.convert("RGB")
+
+
+def load_image(path: str | Path, resolution: int) -> torch.Tensor:
+    """(3, resolution, resolution) uint8: EXIF orientation applied, any mode (L, RGBA, CMYK, P) made RGB, the shorter
+    side resized to ``resolution`` and the centre cropped square."""
+    from PIL import Image
+
+    image = open_rgb(path)
+    scale = resolution / min(image.size)
+    size = (max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale)))
+    image = image.resize(size, Image.Resampling.BICUBIC)
+    left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
+    image = image.crop((left, top, left + resolution, top + resolution))
+    array = np.asarray(image, dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1)

@@ -95,6 +95,12 @@ class Handler(BaseHTTPRequestHandler):
                 content, path = session.export(fmt)
             return self._send(200, content.encode(), "text/csv" if fmt == "csv" else "application/x-ndjson",
                               {"Content-Disposition": f'attachment; filename="{path.name}"'})
+        if url.path == "/api/thumb":  # an image corpus's thumbnail (the page asks for the ones it shows)
+            try:
+                data = session.thumbnail(int((query.get("id") or ["-1"])[0]))
+            except (EmbtuneError, ValueError) as e:
+                return self._json({"error": str(e)}, 404)
+            return self._send(200, data, "image/jpeg", {"Cache-Control": "private, max-age=3600"})
         if url.path not in routes:
             return self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
         try:

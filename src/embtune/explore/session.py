@@ -1,7 +1,9 @@
 """One `embtune explore` session: the corpus, its spaces (before / after), their 2-D maps, and the label state.
 
 Everything the page asks for is a method here returning plain JSON-able values, so the server only routes and the
-logic is testable without a browser. Maps are PCA of the (unit) vectors, computed once per space. The label state is
+logic is testable without a browser. Maps come from :mod:`embtune.explore.maps` (PCA or UMAP, cached). An image
+corpus's items are image paths: the panel shows thumbnails (:mod:`embtune.explore.thumbnails`) and search matches
+the paths. The label state is
 the fsync'd event log of :mod:`embtune.labelling.events` in the output folder; suggestions, propagation, the queue and
 suspects are computed in the high-dimensional space the person labels in (the "after" space when there is one).
 """
@@ -22,6 +24,7 @@ import numpy as np
 
 from embtune.data.vectors import l2_normalize, nearest_neighbors
 from embtune.errors import EmbtuneError
+from embtune.explore.maps import project
 from embtune.labelling import EVENTS_FILE, LabelLog, next_to_label, propagate, suggest_clusters, suspects
 
 log = logging.getLogger(__name__)
@@ -36,23 +39,15 @@ class Space:
     xy: np.ndarray  # (n, 2) float32 map
 
 
-def project(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
-    """A 2-D map of the vectors: PCA (exact for small corpora, randomised above 5,000 rows), scaled to [-1, 1]."""
-    from sklearn.decomposition import PCA
-
-    x = np.asarray(vectors, dtype=np.float32)
-    solver = "randomized" if len(x) > 5000 else "full"
-    xy = PCA(n_components=2, svd_solver=solver, random_state=seed).fit_transform(x - x.mean(axis=0))
-    return (xy / max(float(np.abs(xy).max()), 1e-12)).astype(np.float32)
-
-
 class ExploreSession:
-    """The state behind the page. ``spaces``: one or two (before, after); labels live in ``output``."""
+    """The state behind the page. ``spaces``: one or two (before, after); labels live in ``output``. ``unit``:
+    "texts", or "images" when ``texts`` are image paths. ``projection``: how a re-tuned space is mapped."""
 
     def __init__(self, texts: list[str], spaces: list[Space], output: Path, *, source: Path | None = None,
                  text_field: str = "text", given_labels: list[str] | None = None, base_vectors: np.ndarray | None = None,
-                 base_meta: dict[str, Any] | None = None):
+                 base_meta: dict[str, Any] | None = None, unit: str = "texts", projection: str = "pca"):
         self.texts, self.spaces, self.output = texts, spaces, Path(output)
+        self.unit, self.projection = unit, projection
         self.source, self.text_field, self.given_labels = source, text_field, given_labels
         self.base_vectors = base_vectors if base_vectors is not None else spaces[0].vectors
         self.base_meta = base_meta or {}
@@ -78,7 +73,7 @@ class ExploreSession:
     # -- what the page reads -----------------------------------------------------------------------------------------
 
     def points(self) -> dict[str, Any]:
-        return {"n": len(self.texts), "spaces": [{"name": s.name, "x": np.round(s.xy[:, 0].astype(np.float64), 4).tolist(),
+        return {"n": len(self.texts), "unit": self.unit, "spaces": [{"name": s.name, "x": np.round(s.xy[:, 0].astype(np.float64), 4).tolist(),
                                                    "y": np.round(s.xy[:, 1].astype(np.float64), 4).tolist()} for s in self.spaces],
                 "given_labels": self.given_labels, **self.points_state()}
 
@@ -90,8 +85,17 @@ class ExploreSession:
         return {"count": len(items), "items": [{"id": i, "text": self.texts[i],
                                                 "label": labels[i].label if i in labels else None} for i in shown]}
 
+    def thumbnail(self, item: int) -> bytes:
+        """A JPEG thumbnail of image ``item`` (made on first request, then cached)."""
+        from embtune.explore.thumbnails import thumbnail
+
+        if self.unit != "images":
+            raise EmbtuneError("thumbnails: this corpus holds texts, not images")
+        return thumbnail(self.texts[self._check([item])[0]])
+
     def search(self, pattern: str) -> list[int]:
-        """Items whose text matches ``pattern`` (a regular expression, case-insensitive; plain words work too)."""
+        """Items whose text (an image's path) matches ``pattern`` (a regular expression, case-insensitive; plain
+        words work too)."""
         try:
             regex = re.compile(pattern, re.IGNORECASE)
         except re.error as e:
@@ -101,9 +105,10 @@ class ExploreSession:
     def clusters(self, *, top: int = 30) -> list[dict[str, Any]]:
         """Suggested clusters of the unlabelled items in the work space, largest first."""
         labelled = np.array(sorted(self.log.labels()), dtype=np.int64)
-        found = suggest_clusters(self.work_space.vectors, self.texts, exclude=labelled)
+        found = suggest_clusters(self.work_space.vectors, self.texts if self.unit == "texts" else None, exclude=labelled)
         return [{"cluster": s.cluster, "size": s.size, "keywords": s.keywords, "members": s.members.tolist(),
-                 "examples": [self.texts[i] for i in s.members[:3]]} for s in found[:top]]
+                 "examples": [self.texts[i] for i in s.members[:3]], "example_ids": s.members[:3].tolist()}
+                for s in found[:top]]
 
     def propagation(self) -> dict[str, Any]:
         """The propagated label and confidence of every unlabelled item (from the manual labels and accepted ones)."""
@@ -182,7 +187,9 @@ class ExploreSession:
         save_tuner_folder(tuner, self.output / RETUNED, {**self.base_meta, "method": "contrastive",
                                                           "made_by": "embtune explore (re-tune)", "n_fit": len(items)})
         vectors = l2_normalize(tuner.transform(self.base_vectors))
-        self.spaces = [self.spaces[-1], Space(f"re-tuned on {len(items)} labels", vectors, project(vectors))]
+        before = self.spaces[-1]
+        self.spaces = [before, Space(f"re-tuned on {len(items)} labels", vectors,
+                                     project(vectors, self.projection, init=before.xy))]
         self._neighbours = None  # a new work space
         log.info("explore: re-tuned on %d labels in %.1f s; saved to %s", len(items), time.perf_counter() - start,
                  self.output / RETUNED)
@@ -217,7 +224,10 @@ class ExploreSession:
         return content, path
 
     def _original_rows(self) -> list[dict[str, Any]]:
-        """Each item's row as the file has it (all its columns); items read from memory get {"text": ...}."""
+        """Each item's row as the file has it (all its columns); items read from memory get {"text": ...}; images
+        from a folder get {"path": ...}."""
+        if self.unit == "images":
+            return self._original_image_rows()
         if self.source is None or not self.source.is_file():
             return [{self.text_field: t} for t in self.texts]
         from embtune.data.readers import iter_rows
@@ -232,12 +242,32 @@ class ExploreSession:
             return [{self.text_field: t} for t in self.texts]
         return out
 
+    def _original_image_rows(self) -> list[dict[str, Any]]:
+        """An index file's rows (every column, its own ``path`` spelling) matched to the images by resolved path;
+        an image folder's images as {"path": absolute path}."""
+        by_path: dict[str, dict[str, Any]] = {}
+        if self.source is not None and self.source.is_file():
+            from embtune.data.images import IMAGE_SUFFIXES
+            from embtune.data.readers import iter_rows
+
+            if self.source.suffix.lower() not in IMAGE_SUFFIXES:
+                for _, row in iter_rows(self.source):
+                    value = row.get("path")
+                    if isinstance(value, str) and value.strip():
+                        path = Path(value.strip()).expanduser()
+                        path = path if path.is_absolute() else self.source.parent / path
+                        by_path.setdefault(str(path.resolve()), dict(row))
+        return [by_path.get(p, {"path": p}) for p in self.texts]
+
 
 def open_session(corpus, output: str | Path, *, model: str | None = None, tuner: str | Path | None = None,
                  after: str | None = None, text_field: str = "text", label_field: str | None = None,
-                 device: str = "auto", show_progress: bool | None = None) -> ExploreSession:
-    """Read ``corpus``, encode it with ``model`` (through the vector cache) and, when given, with a tuner folder
-    (``tuner``) or a fine-tuned model (``after``); map each space; open the label log in ``output``."""
+                 device: str = "auto", show_progress: bool | None = None, projection: str = "pca") -> ExploreSession:
+    """Read ``corpus`` (texts, or images: a folder or an index file with a ``path`` field), encode it with ``model``
+    (through the vector cache; the default follows the corpus) and, when given, with a tuner folder (``tuner``) or a
+    fine-tuned model (``after``); map each space (``projection``: pca or umap); open the label log in ``output``."""
+    from embtune.explore.maps import METHODS
+
     from embtune.data.load import load_corpus
     from embtune.encoders import DEFAULT_MODEL, VectorCache, encoder_for
     from embtune.encoders.encode import encode_shown
@@ -245,22 +275,24 @@ def open_session(corpus, output: str | Path, *, model: str | None = None, tuner:
 
     if tuner is not None and after is not None:
         raise EmbtuneError("--tuner and --after both name the 'after' space; give one of them")
+    if projection not in METHODS:
+        raise EmbtuneError(f"--projection {projection!r}: use pca or umap")
     data = load_corpus(corpus, text_field, label_field, label_field is not None)
-    if data.unit != "texts":
-        raise EmbtuneError(f"{corpus}: embtune explore maps text corpora for now; images are not supported yet")
     cache = VectorCache()
     fitted = None
     if tuner is not None:
         fitted, model = tuner_and_base_model(str(tuner), model, cache, device)
     base = encoder_for(model or DEFAULT_MODEL, data, device=device, cache=cache)
     base_x = encode_shown(base, data.texts, "the corpus", cache=cache, show_progress=show_progress)
-    spaces = [Space(base.name, base_x, project(base_x))]
+    before_xy = project(base_x, projection)
+    spaces = [Space(base.name, base_x, before_xy)]
     if fitted is not None:
         tuned = l2_normalize(TunedEncoder(base, fitted, Path(tuner), cache).encode(data.texts))
-        spaces.append(Space(f"{base.name} + {Path(tuner).name}", tuned, project(tuned)))
+        spaces.append(Space(f"{base.name} + {Path(tuner).name}", tuned, project(tuned, projection, init=before_xy)))
     elif after is not None:
         other = encoder_for(after, data, device=device, cache=cache)
         after_x = encode_shown(other, data.texts, "the corpus (after)", cache=cache, show_progress=show_progress)
-        spaces.append(Space(other.name, after_x, project(after_x)))
+        spaces.append(Space(other.name, after_x, project(after_x, projection, init=before_xy)))
     return ExploreSession(list(data.texts), spaces, Path(output), source=data.path, text_field=text_field,
-                          given_labels=data.labels, base_vectors=base_x, base_meta=base_model_meta(base))
+                          given_labels=data.labels, base_vectors=base_x, base_meta=base_model_meta(base),
+                          unit=data.unit, projection=projection)

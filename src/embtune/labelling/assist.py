@@ -52,10 +52,10 @@ def class_tfidf_keywords(texts: list[str], groups: np.ndarray, *, top: int = 5) 
             for i, label in enumerate(labels)}
 
 
-def suggest_clusters(vectors: np.ndarray, texts: list[str], *, k: int | None = None, seed: int = 0,
+def suggest_clusters(vectors: np.ndarray, texts: list[str] | None, *, k: int | None = None, seed: int = 0,
                      exclude: np.ndarray | None = None, keywords: int = 5) -> list[Suggestion]:
     """KMeans groups of the items not in ``exclude`` (e.g. those already labelled), largest first. ``k``: default
-    one group per ~50 items, between 2 and 200."""
+    one group per ~50 items, between 2 and 200. ``texts`` None (an image corpus): groups without keywords."""
     from sklearn.cluster import KMeans
 
     x = l2_normalize(np.asarray(vectors, dtype=np.float32))
@@ -65,7 +65,7 @@ def suggest_clusters(vectors: np.ndarray, texts: list[str], *, k: int | None = N
     k = int(min(len(items), k or min(200, max(2, len(items) // 50))))
     model = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(x[items])
     assignment = model.labels_
-    words = class_tfidf_keywords([texts[i] for i in items], assignment, top=keywords)
+    words = class_tfidf_keywords([texts[i] for i in items], assignment, top=keywords) if texts is not None else {}
     out = []
     for cluster in range(k):
         members = items[assignment == cluster]

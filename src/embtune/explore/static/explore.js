@@ -2,7 +2,7 @@
 // which appends them to its event log. window.embtune is a small hook for tests and scripts.
 "use strict";
 const token = new URLSearchParams(location.search).get("token") || "";
-const state = { n: 0, spaces: [], labels: {}, given: null, selection: [], recent: [], colour: "label", hide: false };
+const state = { n: 0, unit: "texts", spaces: [], labels: {}, given: null, selection: [], recent: [], colour: "label", hide: false };
 const $ = (id) => document.getElementById(id);
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
   "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1"];
@@ -94,16 +94,30 @@ async function select(items, from) {
   await showTexts(false);
 }
 
+function thumb(id, title) {
+  // an image corpus's item: its thumbnail, made by the server on first request and cached there and here
+  const img = document.createElement("img");
+  img.src = `/api/thumb?id=${id}&token=${encodeURIComponent(token)}`;
+  img.loading = "lazy";
+  img.alt = img.title = title;
+  return img;
+}
+
+function itemNode(id, text, note) {
+  // one item of a list: its text, or its thumbnail for images (the path as its title); data-text keeps the text
+  const li = document.createElement("li");
+  li.dataset.text = text;
+  if (state.unit === "images") li.appendChild(thumb(id, text));
+  else li.appendChild(document.createTextNode(text));
+  if (note) { const span = document.createElement("span"); span.className = "lab"; span.textContent = note; li.appendChild(span); }
+  return li;
+}
+
 async function showTexts(resample) {
   const shown = await api("/api/texts", { items: state.selection, resample });
   const list = $("texts");
   list.innerHTML = "";
-  for (const item of shown.items) {
-    const li = document.createElement("li");
-    li.textContent = item.text;
-    if (item.label) { const span = document.createElement("span"); span.className = "lab"; span.textContent = item.label; li.appendChild(span); }
-    list.appendChild(li);
-  }
+  for (const item of shown.items) list.appendChild(itemNode(item.id, item.text, item.label));
   list.dataset.count = String(shown.count);
 }
 
@@ -130,7 +144,10 @@ async function loadClusters() {
   list.innerHTML = "";
   for (const cluster of found) {
     const li = document.createElement("li");
-    li.textContent = `${cluster.size}: ${cluster.keywords.join(", ")} — ${cluster.examples[0] || ""}`;
+    if (state.unit === "images") {
+      li.appendChild(document.createTextNode(`${cluster.size} images `));
+      cluster.example_ids.forEach((id, j) => li.appendChild(thumb(id, cluster.examples[j])));
+    } else li.textContent = `${cluster.size}: ${cluster.keywords.join(", ")} — ${cluster.examples[0] || ""}`;
     li.onclick = () => select(cluster.members, -1).then(() => restyleSelection());
     list.appendChild(li);
   }
@@ -145,6 +162,9 @@ async function load() {
   const points = await api("/api/points");
   window.embtune.timings.points_ms = performance.now() - began;
   state.n = points.n;
+  state.unit = points.unit;
+  $("texts").className = $("queue").className = $("suspects").className = $("clusters").className = points.unit;
+  if (points.unit === "images") $("search").placeholder = "search file names (regex)";
   state.spaces = points.spaces;
   state.given = points.given_labels;
   if (!state.given) $("colour").querySelector('option[value="given"]').disabled = true;
@@ -195,8 +215,7 @@ $("next").onclick = async () => {
   const list = $("queue");
   list.innerHTML = "";
   for (const item of shown.items) {
-    const li = document.createElement("li");
-    li.textContent = item.text;
+    const li = itemNode(item.id, item.text, item.label);
     li.onclick = () => select([item.id], -1).then(restyleSelection);
     list.appendChild(li);
   }
@@ -206,8 +225,7 @@ $("check").onclick = async () => {
   const list = $("suspects");
   list.innerHTML = "";
   for (const s of found) {
-    const li = document.createElement("li");
-    li.textContent = `${s.text} — labelled ${s.label}, its neighbours say ${s.neighbours_say}`;
+    const li = itemNode(s.id, s.text, `labelled ${s.label}, its neighbours say ${s.neighbours_say}`);
     li.onclick = () => select([s.id], -1).then(restyleSelection);
     list.appendChild(li);
   }
@@ -223,6 +241,8 @@ window.embtune = {
   label: (name) => label(name),
   labels: () => Object.assign({}, state.labels),
   pointCount: () => Number($("plots").dataset.points || 0),
-  shownTexts: () => Array.from($("texts").children).map((li) => li.firstChild.textContent),
+  shownTexts: () => Array.from($("texts").children).map((li) => li.dataset.text),
+  // images: how many of the panel's thumbnails have loaded (decoded, with a width)
+  loadedThumbnails: () => Array.from($("texts").querySelectorAll("img")).filter((img) => img.complete && img.naturalWidth > 0).length,
 };
 load();
