@@ -19,6 +19,7 @@ from embtune.errors import EmbtuneError
 
 log = logging.getLogger(__name__)
 METHODS = ("pca", "umap")
+UMAP_MISSING = "--projection umap needs umap-learn: pip install 'embtune[umap]' (or use --projection pca)"
 
 
 def maps_dir() -> Path:
@@ -46,7 +47,7 @@ def _umap(x: np.ndarray, seed: int, init: np.ndarray | None) -> np.ndarray:
     try:
         import umap
     except ImportError:
-        raise EmbtuneError("--projection umap needs umap-learn: pip install 'embtune[umap]' (or use --projection pca)") from None
+        raise EmbtuneError(UMAP_MISSING) from None
     n_neighbors = int(min(15, max(2, len(x) - 1)))
     start = init if init is not None and len(init) == len(x) else "spectral"
     if len(x) <= n_neighbors + 2:  # too few points for UMAP's spectral start: a random one

@@ -266,7 +266,7 @@ def open_session(corpus, output: str | Path, *, model: str | None = None, tuner:
     """Read ``corpus`` (texts, or images: a folder or an index file with a ``path`` field), encode it with ``model``
     (through the vector cache; the default follows the corpus) and, when given, with a tuner folder (``tuner``) or a
     fine-tuned model (``after``); map each space (``projection``: pca or umap); open the label log in ``output``."""
-    from embtune.explore.maps import METHODS
+    from embtune.explore.maps import METHODS, UMAP_MISSING
 
     from embtune.data.load import load_corpus
     from embtune.encoders import DEFAULT_MODEL, VectorCache, encoder_for
@@ -277,6 +277,11 @@ def open_session(corpus, output: str | Path, *, model: str | None = None, tuner:
         raise EmbtuneError("--tuner and --after both name the 'after' space; give one of them")
     if projection not in METHODS:
         raise EmbtuneError(f"--projection {projection!r}: use pca or umap")
+    if projection == "umap":  # before minutes of encoding, not after
+        import importlib.util
+
+        if importlib.util.find_spec("umap") is None:
+            raise EmbtuneError(UMAP_MISSING)
     data = load_corpus(corpus, text_field, label_field, label_field is not None)
     cache = VectorCache()
     fitted = None
