@@ -335,13 +335,13 @@ def test_disk_full_mid_write_is_exit_1_with_the_path(tiny_model, tmp_path, demo_
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
-    monkeypatch.setattr(resumable.os, "fsync", fsync_then_full)
-    result = invoke("encode", str(data), "--model", str(tiny_model), "-o", str(tmp_path / "v.npy"), "--chunk-size", "30",
-                    "--no-cache")
+    with monkeypatch.context() as m:  # not monkeypatch.undo(): that would also drop conftest's private cache folder
+        m.setattr(resumable.os, "fsync", fsync_then_full)
+        result = invoke("encode", str(data), "--model", str(tiny_model), "-o", str(tmp_path / "v.npy"), "--chunk-size",
+                        "30", "--no-cache")
     assert result.exit_code == 1, result.output
     line = error_line(result)
     assert "v.npy.partial" in line and "the disk is full" in line
-    monkeypatch.undo()
     again = invoke("encode", str(data), "--model", str(tiny_model), "-o", str(tmp_path / "v.npy"), "--chunk-size", "30",
                    "--no-cache", "--json")
     assert again.exit_code == 0, again.output

