@@ -57,6 +57,12 @@ def _folder_items(folder: Path) -> tuple[list[Path], list[str] | None]:
     return files, None
 
 
+def index_path(index: Path, value: str) -> Path:
+    """An index file's ``path`` value as a path: ``~`` expanded, relative to the index file's folder."""
+    path = Path(value.strip()).expanduser()
+    return path if path.is_absolute() else index.parent / path
+
+
 def _index_items(index: Path, label_field: str | None) -> tuple[list[Path], list[str] | None]:
     fmt = detect_format(index)
     files, labels = [], []
@@ -65,8 +71,7 @@ def _index_items(index: Path, label_field: str | None) -> tuple[list[Path], list
         if not isinstance(value, str) or not value.strip():
             raise InputError(index, "field 'path' is missing or empty; each row needs the image's path", line=line,
                              unit=unit_of(fmt))
-        path = Path(value.strip()).expanduser()
-        files.append(path if path.is_absolute() else index.parent / path)
+        files.append(index_path(index, value))
         label = row.get(label_field) if label_field else None
         labels.append(None if label is None or (isinstance(label, str) and not label.strip()) else str(label).strip())
     if not files:

@@ -22,6 +22,17 @@ METHODS = ("pca", "umap")
 UMAP_MISSING = "--projection umap needs umap-learn: pip install 'embtune[umap]' (or use --projection pca)"
 
 
+def check_method(method: str) -> None:
+    """Refuse a projection that is not pca / umap, or umap without umap-learn installed (found without importing
+    it: umap's import is seconds)."""
+    import importlib.util
+
+    if method not in METHODS:
+        raise EmbtuneError(f"--projection {method!r}: use pca or umap")
+    if method == "umap" and importlib.util.find_spec("umap") is None:
+        raise EmbtuneError(UMAP_MISSING)
+
+
 def maps_dir() -> Path:
     from embtune.encoders.cache import default_cache_dir
 
@@ -66,8 +77,7 @@ def project(vectors: np.ndarray, method: str = "pca", *, seed: int = 0, init: np
             cache: bool = True) -> np.ndarray:
     """The (n, 2) float32 map of ``vectors`` in [-1, 1]. ``init``: the map this one should line up with (the before
     map, for an after map). ``cache``: read / write the map under the embtune cache folder (``maps/``)."""
-    if method not in METHODS:
-        raise EmbtuneError(f"--projection {method!r}: use pca or umap")
+    check_method(method)
     x = np.asarray(vectors, dtype=np.float32)
     if len(x) < 3:  # nothing to project: a line of points
         return np.stack([np.linspace(-1, 1, len(x)), np.zeros(len(x))], axis=1).astype(np.float32)

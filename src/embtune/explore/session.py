@@ -247,16 +247,14 @@ class ExploreSession:
         an image folder's images as {"path": absolute path}."""
         by_path: dict[str, dict[str, Any]] = {}
         if self.source is not None and self.source.is_file():
-            from embtune.data.images import IMAGE_SUFFIXES
+            from embtune.data.images import IMAGE_SUFFIXES, index_path
             from embtune.data.readers import iter_rows
 
             if self.source.suffix.lower() not in IMAGE_SUFFIXES:
                 for _, row in iter_rows(self.source):
                     value = row.get("path")
                     if isinstance(value, str) and value.strip():
-                        path = Path(value.strip()).expanduser()
-                        path = path if path.is_absolute() else self.source.parent / path
-                        by_path.setdefault(str(path.resolve()), dict(row))
+                        by_path.setdefault(str(index_path(self.source, value).resolve()), dict(row))
         return [by_path.get(p, {"path": p}) for p in self.texts]
 
 
@@ -266,7 +264,7 @@ def open_session(corpus, output: str | Path, *, model: str | None = None, tuner:
     """Read ``corpus`` (texts, or images: a folder or an index file with a ``path`` field), encode it with ``model``
     (through the vector cache; the default follows the corpus) and, when given, with a tuner folder (``tuner``) or a
     fine-tuned model (``after``); map each space (``projection``: pca or umap); open the label log in ``output``."""
-    from embtune.explore.maps import METHODS, UMAP_MISSING
+    from embtune.explore.maps import check_method
 
     from embtune.data.load import load_corpus
     from embtune.encoders import DEFAULT_MODEL, VectorCache, encoder_for
@@ -275,13 +273,7 @@ def open_session(corpus, output: str | Path, *, model: str | None = None, tuner:
 
     if tuner is not None and after is not None:
         raise EmbtuneError("--tuner and --after both name the 'after' space; give one of them")
-    if projection not in METHODS:
-        raise EmbtuneError(f"--projection {projection!r}: use pca or umap")
-    if projection == "umap":  # before minutes of encoding, not after
-        import importlib.util
-
-        if importlib.util.find_spec("umap") is None:
-            raise EmbtuneError(UMAP_MISSING)
+    check_method(projection)  # before minutes of encoding, not after
     data = load_corpus(corpus, text_field, label_field, label_field is not None)
     cache = VectorCache()
     fitted = None
