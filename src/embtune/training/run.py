@@ -149,7 +149,7 @@ def _train_and_export(encoder, resolved, objective, objective_cls, items, eval_s
     from embtune.training.objectives.base import encode_frozen
     from embtune.training.trainer import evaluate_model, train
 
-    st_model = encoder.model
+    st_model = encoder.module()  # the trainable torch module (for the USE port: not its numpy encoder)
     if eval_set is not None:  # k is fixed for the whole run: the labels', else chosen once on the base model's vectors
         eval_set.k = (len(set(eval_set.labels)) if eval_set.labels is not None
                       else choose_k(encode_frozen(st_model, eval_set.texts), seed=options.seed)[0])

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from embtune.training.trainer import EvalSet, TrainConfig, TrainResult
+if TYPE_CHECKING:  # only for annotations: importing the trainer loads torch (~1 s), which `encode` may not need
+    from embtune.training.trainer import EvalSet, TrainConfig, TrainResult
 
 
 @dataclass
