@@ -87,6 +87,12 @@ def test_the_use_encoder_runs_numpy_on_the_cpu_and_torch_when_a_gpu_is_named():
     assert _runs_on_cpu("cpu") and _runs_on_cpu(" CPU ")
     assert not _runs_on_cpu("cuda") and not _runs_on_cpu("cuda:1") and not _runs_on_cpu("mps")
     assert _runs_on_cpu("auto") == (not torch.cuda.is_available())  # torch is loaded here: it is asked
+    encoder = USEEncoder(device="cpu")
+    before = encoder.encode(["a changed model"])
+    assert type(encoder.model).__name__ == "FlatUSE"
+    with torch.no_grad():  # once the torch module is loaded (training), it encodes: its weights are the current ones
+        encoder.module().d3.weight.mul_(-1)
+    assert not np.allclose(encoder.encode(["a changed model"]), before, atol=1e-3)
 
 
 @pytest.mark.slow

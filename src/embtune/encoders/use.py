@@ -166,12 +166,13 @@ class USEEncoder(ModelEncoder):
         return self._module
 
     def encode(self, items, *, batch_size: int = 64, normalize: bool = True, on_batch=None) -> np.ndarray:
-        if self._module is not None and self._model is not self._module:  # being trained: its current weights
-            from embtune.data.vectors import l2_normalize
+        """Through the numpy twin, unless the torch module is loaded (on a GPU, or being trained: its weights are the
+        current ones)."""
+        from embtune.data.vectors import l2_normalize
 
-            vectors = self._module.encode(list(items), batch_size=batch_size, on_batch=on_batch)
-            return l2_normalize(vectors) if normalize else vectors
-        return super().encode(items, batch_size=batch_size, normalize=normalize, on_batch=on_batch)
+        runner = self._module if self._module is not None else self.model
+        vectors = runner.encode(list(items), batch_size=batch_size, on_batch=on_batch)
+        return l2_normalize(vectors) if normalize else vectors
 
     def save(self, path: str | Path) -> None:
         self.module().save(path)
