@@ -15,7 +15,7 @@ Criteria compared (label-free, all on the held-out train texts):
 - ``silhouette x stability``: what auto used before (cosine silhouette of KMeans at k = held-out/10, times the ARI
   between KMeans seeds, each in the candidate's own space), with the same noise rule.
 
-Usage: .venv/bin/python bench/criterion_agreement.py [--sets banking77,...]
+Usage: .venv/bin/python bench/criterion_agreement.py [--sets banking77,...] [--candidates variants|auto]
 Writes bench/results/criterion_agreement.json. The candidates are tuners on cached base vectors (minutes, not hours);
 the fine-tune candidates are judged by the same criterion code in `auto`.
 """
@@ -70,7 +70,14 @@ def test_v(space: Space, test_x, seeds: int) -> float:
                                                      sample_seed=0)["v_measure"])), 2)
 
 
-def one_set(name_: str, stsb, heldout: int, seeds: int) -> dict:
+def auto_tuners() -> list[dict]:
+    """The tuner candidates `embtune auto` tries by default, as bench specs."""
+    from embtune.candidates import CANDIDATES as AUTO, DEFAULT_CANDIDATES
+
+    return [dict(AUTO[n].options) for n in DEFAULT_CANDIDATES if AUTO[n].kind == "tuner"]
+
+
+def one_set(name_: str, stsb, heldout: int, seeds: int, candidates=CANDIDATES) -> dict:
     from embtune.auto_select import MAX_K, TEXTS_PER_CLUSTER, _split
     from embtune.evaluation.criterion import choose, guard, referee_neighbours, score_space
 
@@ -84,7 +91,7 @@ def one_set(name_: str, stsb, heldout: int, seeds: int) -> dict:
     rows = [{"name": "base", "criterion": base_score.score, "criterion_std": base_score.std,
              "old_criterion": base_old.score, "test_v": test_v(space, space.base[1], seeds)}]
     scores, old_scores = {}, {}
-    for spec in CANDIDATES:
+    for spec in candidates:
         started = time.perf_counter()
         t = tuner(spec).fit(train_x[fit])
         held_x = t.transform(train_x[held])
@@ -118,13 +125,16 @@ def main() -> None:
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--heldout", type=int, default=2000)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--candidates", choices=("variants", "auto"), default="variants",
+                        help="variants: the tuner variants above; auto: the tuner candidates auto tries by default")
     args = parser.parse_args()
+    candidates = auto_tuners() if args.candidates == "auto" else CANDIDATES
     from embtune.data.pairs import read_pairs
 
     stsb = read_pairs(SHARED / "stsb" / "test.jsonl")
     began, results = time.perf_counter(), []
     for set_name in [s.strip() for s in args.sets.split(",") if s.strip()]:
-        result = one_set(set_name, stsb, args.heldout, args.seeds)
+        result = one_set(set_name, stsb, args.heldout, args.seeds, candidates)
         result["verdict"] = verdicts(result)
         results.append(result)
         print(f"{set_name}: {json.dumps(result['verdict'])}", flush=True)

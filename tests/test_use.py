@@ -59,6 +59,14 @@ def test_the_numpy_encoder_equals_the_torch_module(use_model, demo_rows):
     ours = flat.encode(texts, batch_size=40)
     np.testing.assert_allclose(ours, use_model.encode(texts), atol=2e-6)
     np.testing.assert_allclose(flat.encode(texts, batch_size=7), ours, atol=1e-6)  # nor does the micro-batching
+    from threadpoolctl import threadpool_limits
+
+    seen = []
+    with threadpool_limits(1, user_api="blas"):  # one BLAS thread: the micro-batches run one after the other
+        np.testing.assert_allclose(flat.encode(texts, batch_size=7, on_batch=seen.append), ours, atol=1e-6)
+    threaded = []
+    flat.encode(texts, batch_size=7, on_batch=threaded.append)
+    assert sum(seen) == sum(threaded) == len(texts) and seen == threaded  # progress in order, every text once
     assert ours.dtype == np.float32 and flat.encode([]).shape == (0, 512)
 
 

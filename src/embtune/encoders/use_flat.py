@@ -3,9 +3,10 @@
 The flat-batch trick of the package's own numpy backend: the tokens of every text in a micro-batch side by side in one
 (n_tokens, dim) matrix, so no padding is computed and each weight matrix is read once per micro-batch; a window slot
 that would reach into a neighbouring text points at a zero row instead (the per-text zero padding of the torch
-module's ``forward``). Two things differ from the package and make it ~1.1-1.2x faster on the same CPU: micro-batches
-of 1,024 tokens instead of 384, and the last layer norm folded into the pooling (each text's token sum is computed
-from the raw features and each token's mean and scale, not from a normalised copy of the whole matrix).
+module's ``forward``). Three things differ from the package and make it ~1.3x faster on the same CPU: the
+micro-batches run on parallel threads (single-threaded BLAS each), they are 512 tokens instead of 384, and the last
+layer norm is folded into the pooling (each text's token sum is computed from the raw features and each token's mean
+and scale, not from a normalised copy of the whole matrix).
 
 It reads the package's quantised table directly (rows dequantised as they are gathered; no 262 MB float copy) or the
 ``model.safetensors`` of a folder fine-tuned by embtune (through ``safetensors.numpy``: no torch). The numbers equal
@@ -15,6 +16,9 @@ the torch module's (cos >= 0.9999, tested); torch is never imported here.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from functools import lru_cache
 from itertools import chain
 from pathlib import Path
 
@@ -24,6 +28,14 @@ from embtune.encoders.use import (
     CHUNKS, CNN_DIM, DENSE, EMB_DIM, MAX_LEFT, MAX_RIGHT, NUMPY_TOKEN_BUDGET, ORDERS, OUT_DIM, USE_MODEL, VOCAB_FILE,
     WEIGHTS, load_tokenizer, package_resources, package_state, read_use_config, table_rows,
     token_batches, token_ids)
+
+
+@lru_cache(maxsize=1)
+def _blas_controller():
+    """threadpoolctl's handle on the BLAS numpy uses (finding it scans the process's libraries: once)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas")
 
 
 class FlatUSE:
@@ -78,16 +90,35 @@ class FlatUSE:
     def encode(self, texts: Sequence[str], *, batch_size: int = 64,
                on_batch: Callable[[int], None] | None = None) -> np.ndarray:
         """(len(texts), 512) unit vectors; ``batch_size`` caps the texts per micro-batch, which also stops at
-        ``NUMPY_TOKEN_BUDGET`` tokens (a longer text is a batch of its own)."""
+        ``NUMPY_TOKEN_BUDGET`` tokens (a longer text is a batch of its own).
+
+        The micro-batches run on as many threads as BLAS would use (its thread count, e.g. ``OMP_NUM_THREADS``), each
+        with single-threaded BLAS: numpy's element-wise steps and layer norms run on one core per call, so splitting
+        the batches instead of each matrix product keeps every core busy (2,550 vs 1,950 texts/s on 2 cores). BLAS is
+        held at one thread per call in this process while it runs."""
         texts = list(texts)
         out = np.empty((len(texts), OUT_DIM), dtype=np.float32)
         if not texts:
             return out
         ids = token_ids(self.tokenizer, texts, self.max_seq_length)
-        for first, stop in token_batches(ids, NUMPY_TOKEN_BUDGET, max(1, int(batch_size))):
+        ranges = list(token_batches(ids, NUMPY_TOKEN_BUDGET, max(1, int(batch_size))))
+
+        def run(batch: tuple[int, int]) -> int:
+            first, stop = batch
             out[first:stop] = self._forward_flat(ids[first:stop])
-            if on_batch is not None:
-                on_batch(stop - first)
+            return stop - first
+
+        blas = _blas_controller()
+        workers = min(len(ranges), max([lib.num_threads for lib in blas.lib_controllers], default=1))
+        with ExitStack() as stack:
+            done = map(run, ranges)
+            if workers > 1:
+                stack.enter_context(blas.limit(limits=1))
+                pool = stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="embtune-use"))
+                done = pool.map(run, ranges)  # results in order, on this thread: progress callbacks never race
+            for n in done:
+                if on_batch is not None:
+                    on_batch(n)
         return out
 
     def _embed(self, flat: np.ndarray, out: np.ndarray) -> None:
