@@ -135,8 +135,9 @@ def _runs_on_cpu(device: str) -> bool:
 class USEEncoder(ModelEncoder):
     """USE multilingual v3 (shipped weights, or a folder fine-tuned by embtune) as an embtune text encoder.
 
-    ``model`` is what encodes: the numpy implementation on the CPU, the torch module on a GPU. ``module()`` is always
-    the torch module (what training fine-tunes and ``save`` writes)."""
+    ``model`` is what encodes (through ``ModelEncoder.encode``): the numpy implementation on the CPU, the torch module
+    on a GPU or once it is loaded. ``module()`` is always the torch module (what training fine-tunes and ``save``
+    writes)."""
 
     def __init__(self, source: str | Path = USE_MODEL, *, name: str | None = None, device: str = "auto", cache=None,
                  **options):
@@ -145,6 +146,12 @@ class USEEncoder(ModelEncoder):
                          device=device, cache=cache)
         self.options = options
         self._module = None
+
+    @property
+    def model(self):
+        """The torch module once it is loaded (a GPU, or training: its weights are the current ones), else the numpy
+        twin on the CPU."""
+        return self._module if self._module is not None else super().model
 
     def _load_model(self):
         if _runs_on_cpu(self.device_spec):
@@ -165,15 +172,6 @@ class USEEncoder(ModelEncoder):
                 model = USEMultilingual.load(self.source, **self.options)
             self._module = model.to(resolve_device(self.device_spec)).eval()
         return self._module
-
-    def encode(self, items, *, batch_size: int = 64, normalize: bool = True, on_batch=None) -> np.ndarray:
-        """Through the numpy twin, unless the torch module is loaded (on a GPU, or being trained: its weights are the
-        current ones)."""
-        from embtune.data.vectors import l2_normalize
-
-        runner = self._module if self._module is not None else self.model
-        vectors = runner.encode(list(items), batch_size=batch_size, on_batch=on_batch)
-        return l2_normalize(vectors) if normalize else vectors
 
     def save(self, path: str | Path) -> None:
         self.module().save(path)

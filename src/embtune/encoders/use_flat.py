@@ -58,9 +58,10 @@ class FlatUSE:
         w = lambda name: np.ascontiguousarray(state[name].T)  # noqa: E731 - (in, out): x @ w
         self.proj_w, self.proj_b = w("proj.weight"), state["proj.bias"]
         self.proj_g, self.proj_beta = state["proj_norm.weight"], state["proj_norm.bias"]
-        self.conv = [(w(f"conv1.{i}.weight"), state[f"conv1.{i}.bias"], w(f"conv2.{i}.weight"), state[f"conv2.{i}.bias"])
-                     for i in range(len(ORDERS))]
-        # pooling of the layer-normed features: sum_t (z_t * g + b) @ W + n*c  =  (sum_t z_t) @ (g[:, None] * W) + n*(b@W + c)
+        self.conv = [(w(f"conv1.{i}.weight"), state[f"conv1.{i}.bias"],
+                      w(f"conv2.{i}.weight"), state[f"conv2.{i}.bias"]) for i in range(len(ORDERS))]
+        # pooling of the layer-normed features:
+        #   sum_t (z_t * g + b) @ W + n*c  =  (sum_t z_t) @ (g[:, None] * W) + n*(b@W + c)
         pool_w = w("pool.weight")
         self.pool_w = np.ascontiguousarray(state["norm.weight"][:, None] * pool_w)
         self.pool_b = state["norm.bias"] @ pool_w + state["pool.bias"]

@@ -97,7 +97,8 @@ class USEMultilingual(nn.Module):
         # row r lives in chunk r % 17, quantised with that chunk's scale and offset; dequantised in place, in torch
         table = self.embedding.weight.view(ROWS_PER_CHUNK, CHUNKS, EMB_DIM)
         for i in range(CHUNKS):
-            chunk = np.array(z["table"][i * ROWS_PER_CHUNK : (i + 1) * ROWS_PER_CHUNK])  # a copy: the cache is read-only
+            # a copy: the cached table is a read-only memory map
+            chunk = np.array(z["table"][i * ROWS_PER_CHUNK : (i + 1) * ROWS_PER_CHUNK])
             table[:, i].copy_(torch.from_numpy(chunk)).mul_(float(z["scale"][i])).add_(float(z["lo"][i]))
         missing, unexpected = self.load_state_dict({k: torch.from_numpy(v) for k, v in package_state(z).items()},
                                                    strict=False)

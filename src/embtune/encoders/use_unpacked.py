@@ -5,9 +5,10 @@ Every `embtune encode -m use-multilingual-v3` used to pay ~0.5-0.9 s building th
 tokenizer from its 128k-piece vocabulary and ~0.36 s inflating the package's zlib-compressed ``weights.npz``; a
 3,000-text encode takes ~1 s of forward passes, so start-up was most of the wait. Here the built tokenizer's state is
 stored with :mod:`marshal` (plain lists, dicts, bytes and numbers; ~6 MB, read in ~0.1 s) and the weights
-uncompressed: the 65 MB token table as a memory-mapped ``.npy``, the rest (~14 MB) as an ``.npz``. Both are keyed by the package's version and the source files'
-digests, and the tokenizer is checked on a probe sentence after loading; anything that does not match (another
-package version, a damaged or unwritable cache) falls back to the package's own slow path.
+uncompressed: the 65 MB token table as a memory-mapped ``.npy``, the rest (~14 MB) as an ``.npz``. Both are keyed by
+the package's version and the source files' digests, and the tokenizer is checked on a probe sentence after loading;
+anything that does not match (another package version, a damaged or unwritable cache) falls back to the package's own
+slow path.
 """
 
 from __future__ import annotations
