@@ -184,6 +184,9 @@ def test_auto_writes_the_table_the_choice_and_the_report(tiny_model, corpus_file
     ft = next(r for r in table["candidates"] if r["name"] == "finetune:augment")
     assert ft["steps"] == 8
     assert result.n_fit + result.n_heldout == 500 and result.n_heldout == 100
+    assert table["criterion_ks"] == [5, 10]  # 100 held-out texts carry 10 per cluster up to k = 10
+    from embtune.candidates import candidate_table
+    assert "keeps (k = 5/10)" in candidate_table(result)[2]  # the caption names the ks measured, not the whole grid
     assert (tmp_path / "auto" / "report.html").is_file()
     assert not (tmp_path / "auto" / "candidates").exists()  # dropped unless --keep-candidates
     # Measured: the old criterion (silhouette x stability in each space's own geometry) chose the autoencoder here,

@@ -161,7 +161,8 @@ class AutoRun:
         }]
         self.result = AutoResult(output=self.output, base_model=ctx.encoder.name, chosen="base", reason="running",
                                  model_path=None, k=self.k, n_fit=len(ctx.fit_texts), n_heldout=n_held, seconds=0.0,
-                                 candidates=rows, labels_reported=held_labels is not None)
+                                 candidates=rows, labels_reported=held_labels is not None,
+                                 criterion_ks=list(self.base_score.ks or []))
         self.save()
         log.info("auto: %d texts to fit, %d held out; criterion over k=%s (silhouette shown at k=%d); base score "
                  "%.4f ± %.4f; budget %.0f min", len(ctx.fit_texts), n_held, "/".join(map(str, self.base_score.ks)),

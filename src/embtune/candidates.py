@@ -78,13 +78,14 @@ class AutoResult:
     seconds: float
     candidates: list[dict[str, Any]] = field(default_factory=list)
     labels_reported: bool = False
+    criterion_ks: list[int] = field(default_factory=list)  # the KMeans k the criterion was measured at
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "base_model": self.base_model, "chosen": self.chosen, "reason": self.reason,
             "model_path": str(self.model_path) if self.model_path else None, "k": self.k, "n_fit": self.n_fit,
             "n_heldout": self.n_heldout, "seconds": round(self.seconds, 1), "labels_reported": self.labels_reported,
-            "labels_used_to_choose": False, "candidates": self.candidates,
+            "labels_used_to_choose": False, "criterion_ks": self.criterion_ks, "candidates": self.candidates,
         }
 
 
@@ -173,6 +174,10 @@ def _cell(row: dict, key: str, fmt: str, scale: float = 1.0) -> str:
     return format(scale * row[key], fmt) if key in row else ""
 
 
+def _ks(ks: list[int]) -> str:
+    return "/".join(map(str, ks)) if ks else "?"
+
+
 def candidate_table(result: AutoResult) -> tuple[list[str], list[list[str]], str]:
     """(header, rows, caption) of the candidates: the one table the CLI prints and the report shows."""
     header = CANDIDATE_COLUMNS + (LABEL_COLUMNS if result.labels_reported else [])
@@ -187,7 +192,7 @@ def candidate_table(result: AutoResult) -> tuple[list[str], list[list[str]], str
             cells.append(_cell(r, "knn_accuracy", ".1f", 100))
         rows.append(cells)
     caption = (f"→ marks the choice. criterion: the share of each held-out text's 10 nearest neighbours in the base "
-               f"model's space that its KMeans cluster in this space keeps (k = 5 to 80), mean±std over seeds, on the "
+               f"model's space that its KMeans cluster in this space keeps (k = {_ks(result.criterion_ks)}), mean±std over seeds, on the "
                f"{result.n_heldout} held-out texts; sil, stab: cosine silhouette and stability (mean ARI between seeds) "
                f"of KMeans(k={result.k}), shown, not used; rank: effective rank, spread: 1 - mean cosine; a candidate whose rank or spread fell below a quarter of the base "
                "model's is rejected as collapsed; the winner must beat the base model by more than the noise."

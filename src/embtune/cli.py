@@ -703,7 +703,7 @@ def _print_candidates(result) -> None:
         "    embtune auto tickets.jsonl -o auto/ --candidates tuner:autoencoder,finetune:neighbors\n\n"
         "Candidates: " + ", ".join(__import__("embtune.auto_select", fromlist=["CANDIDATES"]).CANDIDATES) + ".\n\n"
         "Each candidate learns from the corpus minus a held-out part; all are scored on that part with a label-free "
-        "criterion (how well each space's KMeans clusters keep the base model's nearest neighbours together, k = 5 to 80; "
+        "criterion (how well each space's KMeans clusters keep the base model's nearest neighbours together, at k = 5, 10, 20, 40 and 80 where the held-out texts give 10 per cluster; "
         "collapse guards). The base model is kept unless a candidate "
         "beats it beyond noise. Writes OUT/auto.json, OUT/model/ (the chosen model or tuner) and OUT/report.html."
     )
