@@ -488,6 +488,25 @@ def test_a_negative_cache_limit_is_refused_and_cache_clear_still_works(tmp_path,
     assert invoke("cache", "clear").exit_code == 0
 
 
+def test_a_cache_folder_that_cannot_be_written_costs_only_the_recomputation(tmp_path, monkeypatch, caplog):
+    import logging
+
+    import embtune.explore.maps as maps
+    from embtune.atomic import write_cache
+
+    assert write_cache(tmp_path / "ok" / "a.bin", lambda f: f.write(b"abc"), "a test file")
+    assert (tmp_path / "ok" / "a.bin").read_bytes() == b"abc"
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a user's file")
+    monkeypatch.setattr(maps, "maps_dir", lambda: blocker / "maps")  # the cache folder's parent is a file
+    x = np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)
+    with caplog.at_level(logging.WARNING, logger="embtune"):
+        first, second = maps.project(x), maps.project(x)
+    assert first.shape == (50, 2) and np.array_equal(first, second)
+    assert "could not cache the explorer's map in " + str(blocker / "maps") in caplog.text
+    assert blocker.read_text() == "a user's file" and list(tmp_path.glob("**/*.tmp")) == []
+
+
 # -- output the user reads ------------------------------------------------------------------------------------------
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -58,3 +59,16 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+def write_cache(path: str | Path, write: Callable[[IO], None], what: str, *, level: int = logging.DEBUG) -> bool:
+    """Best effort for a cache file: ``write(f)`` into an atomic temp file that replaces ``path``. An OSError (a
+    read-only or full cache folder) is logged at ``level`` as "could not cache ``what``" and only costs the
+    recomputation next time; returns whether the file was written."""
+    try:
+        with atomic_open(path, "wb") as f:
+            write(f)
+        return True
+    except OSError as e:
+        logging.getLogger("embtune").log(level, "could not cache %s in %s (%s)", what, Path(path).parent, e)
+        return False

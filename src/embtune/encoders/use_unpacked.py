@@ -77,13 +77,9 @@ def _probe_ids(tokenizer) -> list[int]:
 
 
 def _write(path: Path, data: bytes) -> None:
-    from embtune.atomic import atomic_write_bytes
+    from embtune.atomic import write_cache
 
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, data)
-    except OSError as e:  # a read-only cache folder: the slow path next time too
-        log.debug("USE: could not cache %s (%s)", path.name, e)
+    write_cache(path, lambda f: f.write(data), f"USE's {path.name}")  # read-only cache: the slow path next time too
 
 
 def load_tokenizer(vocab: Path):
@@ -135,14 +131,8 @@ def load_package_arrays(weights: Path) -> dict[str, np.ndarray]:
         chunks = sorted((k for k in z.files if k[0] == "q" and k[1:].isdigit()), key=lambda k: int(k[1:]))
         arrays = {k: z[k] for k in z.files if k not in chunks}
         arrays["table"] = np.concatenate([z[k] for k in chunks])
-    try:
-        from embtune.atomic import atomic_open
+    from embtune.atomic import write_cache
 
-        small.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_open(table, "wb") as f:
-            np.save(f, arrays["table"])
-        with atomic_open(small, "wb") as f:
-            np.savez(f, **{k: v for k, v in arrays.items() if k != "table"})
-    except OSError as e:
-        log.debug("USE: could not cache the weights (%s)", e)
+    if write_cache(table, lambda f: np.save(f, arrays["table"]), "USE's token table"):
+        write_cache(small, lambda f: np.savez(f, **{k: v for k, v in arrays.items() if k != "table"}), "USE's weights")
     return arrays

@@ -100,12 +100,7 @@ def project(vectors: np.ndarray, method: str = "pca", *, seed: int = 0, init: np
             xy = xy * np.where(signs == 0, 1, signs).astype(np.float32)
     log.debug("explore: %s map of %d items in %.1f s", method, len(x), time.perf_counter() - start)
     if path is not None:
-        from embtune.atomic import atomic_open
+        from embtune.atomic import write_cache
 
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_open(path, "wb") as f:
-                np.save(f, xy, allow_pickle=False)
-        except OSError as e:  # a read-only cache folder only costs the recomputation next time
-            log.warning("explore: could not cache the map in %s (%s)", path.parent, e)
+        write_cache(path, lambda f: np.save(f, xy, allow_pickle=False), "the explorer's map", level=logging.WARNING)
     return xy

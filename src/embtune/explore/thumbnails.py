@@ -57,11 +57,7 @@ def thumbnail(path: str | Path) -> bytes:
         data = make_thumbnail(path)
     except (OSError, ValueError) as e:
         raise EmbtuneError(f"{path}: cannot make a thumbnail ({e})") from None
-    try:
-        from embtune.atomic import atomic_write_bytes
+    from embtune.atomic import write_cache
 
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(cached, data)
-    except OSError as e:  # a read-only cache folder: thumbnails are made each time instead
-        log.debug("explore: could not cache a thumbnail in %s (%s)", cached.parent, e)
+    write_cache(cached, lambda f: f.write(data), "a thumbnail")  # read-only cache: thumbnails are made each time
     return data
