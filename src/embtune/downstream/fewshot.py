@@ -7,6 +7,13 @@ Defaults measured on BANKING77 at 8 texts per class (bench/downstream.py fewshot
 at equal accuracy), learning rate 4e-5, 10 epochs, bf16 where the hardware has it, and a head with C=16: on unit
 vectors the usual C=1 under-fits (frozen vectors: 79 % at C=1, 83 % at C=16).
 
+Measured and not kept (mean test accuracy over seeds 0-2, against these defaults' 84.81 %): supcon temperature 0.1
+(84.43), batches of confusable labels (neighbouring class centroids in the base space: 84.49), a cosine-softmax head
+trained jointly with the contrastive loss (84.64), anchoring to the base model at weight 0.5 (84.78), the word
+embeddings frozen (84.89) or the embeddings and the first two layers (84.87, about 20 % faster), the head on the
+tuned and base vectors side by side (84.60-84.76) or averaged with a frozen-vector head (84.63), 15 epochs (seed 0:
+84.45). All within the seed noise of one another, so none replaced the simpler default.
+
 ``frozen=True`` is the cheap variant: the encoder stays as it is and a ContrastiveTuner (tuners/) learns a head on its
 frozen vectors from label pairs, then the logistic regression. Saved as a folder: the tuned encoder (a plain
 sentence-transformers folder) or the tuner, and the head (safetensors + JSON).
