@@ -161,7 +161,7 @@ def summary(rows: list[dict], sets: list[str]) -> tuple[str, dict]:
                      f"{min(knn):+.2f} | {np.mean(sts):+.2f} | {min(sts):+.2f} |")
     complete = [m for m in methods if all((m, s) in delta for s in sets)]
     loso = {}
-    for held in sets:
+    for held in sets if len(sets) > 1 else ():  # one set leaves no others to choose on
         others = [s for s in sets if s != held]
         # keep the base (ΔV 0 everywhere) unless a method's mean ΔV on the other sets is positive
         best = max(complete, key=lambda m: np.mean([delta[(m, s)]["v_measure"] for s in others]), default=None)

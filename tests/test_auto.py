@@ -245,6 +245,23 @@ def test_a_spent_budget_skips_candidates_and_keeps_the_base_model(tiny_model, co
     assert "no candidate could be scored" in result.reason
 
 
+def test_no_cluster_structure_keeps_the_base_model_without_training_anything(tiny_model, corpus_file, tmp_path,
+                                                                              monkeypatch, caplog):
+    import embtune.evaluation.criterion as criterion
+
+    # As on review sentiment (Rotten Tomatoes: base silhouette below the floor), where no candidate can be chosen:
+    # the verdict is known once the base is scored, so no candidate spends the user's budget.
+    monkeypatch.setattr(criterion, "MIN_STRUCTURE", 2.0)
+    with caplog.at_level(logging.WARNING, logger="embtune"):
+        result = embtune.auto(corpus_file, output=tmp_path / "out", model=str(tiny_model), budget_minutes=30,
+                              candidates="finetune:neighbors,tuner:autoencoder", show_progress=False)
+    assert result.chosen == "base" and result.model_path is None
+    assert "no cluster structure" in result.reason and "without training any candidate" in caplog.text
+    assert [r["status"] for r in result.candidates[1:]] == ["skipped", "skipped"]
+    assert all("no cluster structure" in r["reason"] for r in result.candidates[1:])
+    assert result.seconds < 60 and not (tmp_path / "out" / "candidates").exists()
+
+
 @pytest.mark.slow
 def test_cli_auto_json_and_clear_errors(tiny_model, corpus_file, tmp_path):
     runner = CliRunner()

@@ -144,7 +144,7 @@ class AutoRun:
 
     def start(self, ctx: AutoContext, held_labels) -> None:
         """Score the base model on the held-out texts and write the first auto.json."""
-        from embtune.evaluation.criterion import referee_neighbours, score_space
+        from embtune.evaluation.criterion import referee_neighbours, score_space, structure_missing
 
         self.ctx, self.held_labels = ctx, held_labels
         # One k for every space: about ten held-out texts per cluster, fine enough to see the neighbourhoods that
@@ -167,6 +167,9 @@ class AutoRun:
         log.info("auto: %d texts to fit, %d held out; criterion over k=%s (silhouette shown at k=%d); base score "
                  "%.4f ± %.4f; budget %.0f min", len(ctx.fit_texts), n_held, "/".join(map(str, self.base_score.ks)),
                  self.k, self.base_score.score, self.base_score.std, self.budget_minutes)
+        self.no_structure = structure_missing(self.base_score)
+        if self.no_structure:  # the verdict is known now: training candidates would spend the budget for nothing
+            log.warning("auto: keeping the base model without training any candidate: %s", self.no_structure)
 
     def label_view(self, vectors) -> dict[str, float]:
         from embtune.evaluation.probes import heldout_label_view
@@ -184,6 +187,9 @@ class AutoRun:
         scored) in auto.json."""
         row: dict[str, Any] = {"name": spec.name, "kind": spec.kind, "summary": spec.summary}
         self.result.candidates.append(row)
+        if self.no_structure:
+            row.update(status="skipped", reason="not run: the base space has no cluster structure to judge it by")
+            return self.save()
         left_min = (self.deadline - time.perf_counter()) / 60
         share = left_min / max(finetunes_left, 1) if spec.kind == "finetune" else left_min
         if left_min <= 0 or (spec.kind == "finetune" and share < MIN_FINETUNE_MINUTES):

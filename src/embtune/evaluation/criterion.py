@@ -18,7 +18,7 @@ neighbourhoods:
   called a win;
 - **no structure, no verdict**: when the base space has no cluster structure on this corpus (cosine silhouette of
   KMeans at the caller's k below MIN_STRUCTURE, e.g. review sentiment, where KMeans finds topics that are not the
-  labels), the base model is kept;
+  labels), the base model is kept, and ``auto`` trains no candidate (it knows this once the base is scored);
 - **guards** against the base space: a candidate whose effective rank or spread (1 - mean pairwise cosine) falls below
   a quarter of the base model's is rejected as collapsed, whatever its score.
 
@@ -130,6 +130,15 @@ def beats(candidate: SpaceScore, base: SpaceScore) -> bool:
     return candidate.rejected is None and candidate.score - base.score > noise_margin(candidate, base)
 
 
+def structure_missing(base: SpaceScore) -> str | None:
+    """Why no candidate can be judged on these texts (the base space has no cluster structure here), or None. Known as
+    soon as the base model is scored, so ``auto`` trains nothing it could not choose."""
+    if base.silhouette < MIN_STRUCTURE:
+        return (f"the base model's held-out texts have no cluster structure (silhouette {base.silhouette:.3f} < "
+                f"{MIN_STRUCTURE}), so a label-free score cannot tell a better space from one with more lumps")
+    return None
+
+
 def choose(base: SpaceScore, candidates: dict[str, SpaceScore]) -> tuple[str, str]:
     """(name, reason): the best-scoring candidate that passed its guards and beats ``base`` beyond the noise, or
     "base" with the reason none did.
@@ -137,13 +146,13 @@ def choose(base: SpaceScore, candidates: dict[str, SpaceScore]) -> tuple[str, st
     >>> choose(score_space(base_x, 20), {"tuner": guard(score_space(tuned_x, 20), base)})
     """
     passed = {name: s for name, s in candidates.items() if s.rejected is None}
+    missing = structure_missing(base)
+    if missing:
+        best = max(passed.items(), key=lambda item: item[1].score, default=None)
+        return "base", missing + (f" (best: {best[0]} {best[1].score:.4f} vs base {base.score:.4f})" if best else "")
     if not passed:
         return "base", "no candidate could be scored" if not candidates else "every candidate was rejected as collapsed"
     name, best = max(passed.items(), key=lambda item: item[1].score)
-    if base.silhouette < MIN_STRUCTURE:
-        return "base", (f"the base model's held-out texts have no cluster structure (silhouette {base.silhouette:.3f} < "
-                        f"{MIN_STRUCTURE}), so a label-free score cannot tell a better space from one with more lumps "
-                        f"(best: {name} {best.score:.4f} vs base {base.score:.4f})")
     if beats(best, base):
         return name, (f"scores {best.score:.4f} vs the base model's {base.score:.4f}, more than the noise margin "
                       f"{noise_margin(best, base):.4f}")
