@@ -57,6 +57,12 @@ function markerSize(n) {
   return n > 50000 ? 2 : n > 10000 ? 3 : 4;
 }
 
+function glPixelRatio() {
+  // plotly draws its WebGL canvases at 2x by default; on a 1x screen that is four times the pixels for nothing, and
+  // where WebGL is software-rendered every frame is read back pixel by pixel: the screen's own ratio (1 to 4) instead
+  return Math.min(4, Math.max(1, Math.round(window.devicePixelRatio || 1)));
+}
+
 function draw() {
   const plots = $("plots");
   plots.style.setProperty("--spaces", state.spaces.length);
@@ -76,7 +82,7 @@ function draw() {
       title: { text: space.name, font: { size: 13 } }, dragmode: "lasso", margin: { l: 20, r: 10, t: 30, b: 20 },
       xaxis: { showticklabels: false, zeroline: false }, yaxis: { showticklabels: false, zeroline: false },
       showlegend: false,
-    }, { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["toImage"] });
+    }, { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["toImage"], plotGlPixelRatio: glPixelRatio() });
     div.on("plotly_selected", (event) => {
       if (!event) return;
       select(event.points.map((p) => p.pointIndex), s);
