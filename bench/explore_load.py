@@ -3,8 +3,7 @@
 Measures, on this machine:
 - first render: from navigation until the page says it is ready (all points drawn by the WebGL scatter);
 - lasso: a mouse-drawn lasso around about 30,000 of the points (the issue asks for ~10,000; more is harder), from
-  releasing the mouse until the selection panel
-  shows its count and texts;
+  releasing the mouse until the selection panel shows its count and texts;
 - the server process's peak RSS (VmHWM) after both.
 Targets (issue #24): first render < 3 s, selection < 300 ms.
 
