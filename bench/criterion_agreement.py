@@ -12,8 +12,11 @@ tuner transforms the test texts). Then, per set:
 Criteria compared (label-free, all on the held-out train texts):
 - ``neighbour agreement``: what auto uses (embtune/evaluation/criterion.py): how often KMeans clusters in the
   candidate's space, at k = 5 to 80, keep each held-out text together with its 10 nearest neighbours in the base space;
+  ties within the noise go to the candidate that keeps most of those neighbours among its own 10 (``kept``);
 - ``silhouette x stability``: what auto used before (cosine silhouette of KMeans at k = held-out/10, times the ARI
-  between KMeans seeds, each in the candidate's own space), with the same noise rule.
+  between KMeans seeds, each in the candidate's own space), with the same noise rule;
+- ``agreement, highest score``: the same score without the tie rule (what auto did before).
+Each choice is also scored by test kNN accuracy (k=10, fitted on the train vectors), as the suite does.
 
 Usage: .venv/bin/python bench/criterion_agreement.py [--sets banking77,...] [--candidates variants|auto]
 Writes bench/results/criterion_agreement.json. The candidates are tuners on cached base vectors (minutes, not hours);
@@ -89,7 +92,8 @@ def one_set(name_: str, stsb, heldout: int, seeds: int, candidates=CANDIDATES) -
     base_score = score_space(train_x[held], k, seeds=seeds, referee=referee)
     base_old = own_geometry_score(train_x[held], k, seeds)
     rows = [{"name": "base", "criterion": base_score.score, "criterion_std": base_score.std,
-             "old_criterion": base_old.score, "test_v": test_v(space, space.base[1], seeds)}]
+             "old_criterion": base_old.score, "test_v": test_v(space, space.base[1], seeds), "kept": 1.0,
+             "test_knn": test_knn(space, space.base[0], space.base[1])}]
     scores, old_scores = {}, {}
     for spec in candidates:
         started = time.perf_counter()
@@ -97,25 +101,45 @@ def one_set(name_: str, stsb, heldout: int, seeds: int, candidates=CANDIDATES) -
         held_x = t.transform(train_x[held])
         s = scores[name(spec)] = guard(score_space(held_x, k, seeds=seeds, referee=referee), base_score)
         old_scores[name(spec)] = guard(own_geometry_score(held_x, k, seeds), base_old)
+        test_x = t.transform(space.base[1])
         rows.append({"name": name(spec), "criterion": s.score, "criterion_std": s.std,
-                     "old_criterion": old_scores[name(spec)].score, "rejected": s.rejected,
-                     "test_v": test_v(space, t.transform(space.base[1]), seeds), "seconds": round(time.perf_counter() - started, 1)})
+                     "old_criterion": old_scores[name(spec)].score, "rejected": s.rejected, "kept": s.kept,
+                     "test_v": test_v(space, test_x, seeds), "test_knn": test_knn(space, t.transform(train_x), test_x),
+                     "seconds": round(time.perf_counter() - started, 1)})
         print(f"  {name_} {rows[-1]}", flush=True)
     return {"set": name_, "k": k, "rows": rows, "chosen": {
         "neighbour agreement": choose(base_score, scores)[0],
         "silhouette x stability": choose(base_old, old_scores)[0],
+        "agreement, highest score": highest_score(base_score, scores),
     }}
+
+
+def highest_score(base, scores: dict) -> str:
+    """The rule before ties went to the smaller change: the highest-scoring candidate, if it beats the base."""
+    from embtune.evaluation.criterion import beats, structure_missing
+
+    top = max(scores, key=lambda n: scores[n].score, default=None)
+    return top if top is not None and beats(scores[top], base) and structure_missing(base) is None else "base"
+
+
+def test_knn(space: Space, train_x, test_x) -> float:
+    """Test kNN accuracy x100 (k=10, cosine, fitted on the train vectors), as the suite scores it."""
+    from embtune.evaluation.probes import knn_accuracy
+
+    return round(100 * knn_accuracy(train_x, np.array(space.train.labels), test_x, np.array(space.test.labels)), 2)
 
 
 def verdicts(result: dict) -> dict:
     rows = result["rows"]
     v = {r["name"]: r["test_v"] for r in rows}
+    knn = {r["name"]: r["test_knn"] for r in rows}
     best = max(v.values())
     tv = [r["test_v"] for r in rows]
     out = {"spearman": float(spearmanr([r["criterion"] for r in rows], tv).statistic),
            "spearman_old": float(spearmanr([r["old_criterion"] for r in rows], tv).statistic)}
     for criterion, chosen in result["chosen"].items():
         out[criterion] = {"chosen": chosen, "delta_v": round(v[chosen] - v["base"], 2),
+                          "delta_knn": round(knn[chosen] - knn["base"], 2),
                           "within_0.5_of_best": v[chosen] >= best - 0.5, "worse_than_base": v[chosen] < v["base"]}
     return out
 
@@ -139,16 +163,17 @@ def main() -> None:
         results.append(result)
         print(f"{set_name}: {json.dumps(result['verdict'])}", flush=True)
     lines = [f"# criterion agreement on {len(results)} sets, {(time.perf_counter() - began) / 60:.1f} min, {cpu_flags()}", "",
-             "| criterion | mean Spearman (criterion vs test V) | within 0.5 V of label-best | worse than base | mean ΔV of choice |",
-             "|---|---|---|---|---|"]
-    for criterion, rho in zip(results[0]["chosen"], ("spearman", "spearman_old")):
+             "| criterion | mean Spearman (criterion vs test V) | within 0.5 V of label-best | worse than base | "
+             "mean ΔV of choice | mean / worst ΔkNN of choice |", "|---|---|---|---|---|---|"]
+    for criterion, rho in zip(results[0]["chosen"], ("spearman", "spearman_old", "spearman")):  # the order of "chosen"
         picks = [r["verdict"][criterion] for r in results]
         lines.append(f"| {criterion} | {np.mean([r['verdict'][rho] for r in results]):+.2f} | "
                      f"{sum(p['within_0.5_of_best'] for p in picks)}/{len(picks)} | "
-                     f"{sum(p['worse_than_base'] for p in picks)}/{len(picks)} | {np.mean([p['delta_v'] for p in picks]):+.2f} |")
+                     f"{sum(p['worse_than_base'] for p in picks)}/{len(picks)} | {np.mean([p['delta_v'] for p in picks]):+.2f} | "
+                     f"{np.mean([p['delta_knn'] for p in picks]):+.2f} / {min(p['delta_knn'] for p in picks):+.2f} |")
     lines += ["", "| set | " + " | ".join(results[0]["chosen"]) + " |", "|---|" + "---|" * len(results[0]["chosen"])]
     for r in results:
-        lines.append(f"| {r['set']} | " + " | ".join(f"{p['chosen']} ({p['delta_v']:+.2f})" for c, p in r["verdict"].items()
+        lines.append(f"| {r['set']} | " + " | ".join(f"{p['chosen']} (V {p['delta_v']:+.2f}, kNN {p['delta_knn']:+.2f})" for c, p in r["verdict"].items()
                                                      if not c.startswith("spearman")) + " |")
     print("\n".join(lines))
     RESULTS.mkdir(exist_ok=True)

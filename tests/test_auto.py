@@ -98,6 +98,29 @@ def test_choose_keeps_the_base_model_unless_a_guarded_candidate_wins_on_real_str
     assert name == "base" and "no cluster structure" in reason
 
 
+def test_a_tie_within_the_noise_goes_to_the_candidate_that_kept_more_of_the_base_neighbourhoods():
+    from dataclasses import replace
+
+    from embtune.evaluation.criterion import noise_margin
+
+    x, groups = elongated()
+    referee = referee_neighbours(x)
+    base = score_space(x, 8, referee=referee)
+    sharper = guard(score_space(with_groups(x, groups), 8, referee=referee), base)
+    scrambled = score_space(np.random.default_rng(0).permutation(x), 8, referee=referee)  # each text gets another's vector
+    assert base.kept == 1.0 and scrambled.kept < 0.2 < sharper.kept < 1.0
+    assert beats(sharper, base)
+    base = replace(base, score=base.score - 0.05)  # headroom: every variant below beats the base beyond the noise
+    margin = noise_margin(sharper, sharper)
+    bold = replace(sharper, kept=0.6)
+    steady = replace(sharper, score=sharper.score - 0.5 * margin, kept=0.9)  # a little lower, within the noise
+    name, reason = choose(base, {"bold": bold, "steady": steady})
+    assert name == "steady" and "tied with bold" in reason and "0.90 vs 0.60" in reason
+    distant = replace(sharper, score=sharper.score - 3 * margin, kept=0.99)  # lower beyond the noise: no tie
+    assert choose(base, {"bold": bold, "distant": distant})[0] == "bold"
+    assert choose(base, {"bold": bold, "steady": replace(steady, kept=0.5)})[0] == "bold"
+
+
 @pytest.fixture(scope="module")
 def demo_texts(demo_rows):
     return [r["text"] for r in demo_rows[::3]]  # 668 texts over all 77 intents

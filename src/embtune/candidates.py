@@ -166,12 +166,12 @@ def run_finetune(spec: CandidateSpec, ctx: AutoContext, folder: Path, minutes: f
     return held, {"steps": run.steps, "stopped": run.stopped}
 
 
-CANDIDATE_COLUMNS = ["candidate", "status", "criterion", "sil", "stab", "rank", "spread", "secs"]
+CANDIDATE_COLUMNS = ["candidate", "status", "criterion", "kept", "sil", "stab", "rank", "spread", "secs"]
 LABEL_COLUMNS = ["V (lab)", "kNN (lab)"]
 
 
 def _cell(row: dict, key: str, fmt: str, scale: float = 1.0) -> str:
-    return format(scale * row[key], fmt) if key in row else ""
+    return format(scale * row[key], fmt) if row.get(key) is not None else ""
 
 
 def _ks(ks: list[int]) -> str:
@@ -184,7 +184,8 @@ def candidate_table(result: AutoResult) -> tuple[list[str], list[list[str]], str
     rows = []
     for r in result.candidates:
         cells = [("→ " if r.get("chosen") else "") + r["name"], r.get("status", ""),
-                 f"{r['score']:.4f}±{r['std']:.4f}" if "score" in r else "", _cell(r, "silhouette", ".3f"),
+                 f"{r['score']:.4f}±{r['std']:.4f}" if "score" in r else "", _cell(r, "kept", ".2f"),
+                 _cell(r, "silhouette", ".3f"),
                  _cell(r, "stability", ".2f"), _cell(r, "effective_rank", ".0f"), _cell(r, "spread", ".3f"),
                  f"{r.get('seconds', 0):.0f}"]
         if result.labels_reported:
@@ -195,7 +196,9 @@ def candidate_table(result: AutoResult) -> tuple[list[str], list[list[str]], str
                f"model's space that its KMeans cluster in this space keeps (k = {_ks(result.criterion_ks)}), mean±std over seeds, on the "
                f"{result.n_heldout} held-out texts; sil, stab: cosine silhouette and stability (mean ARI between seeds) "
                f"of KMeans(k={result.k}), shown, not used; rank: effective rank, spread: 1 - mean cosine; a candidate whose rank or spread fell below a quarter of the base "
-               "model's is rejected as collapsed; the winner must beat the base model by more than the noise."
+               "model's is rejected as collapsed; the winner must beat the base model by more than the noise, and of "
+               "candidates within the noise of each other the one with the higher kept wins (kept: the share of each "
+               "held-out text's 10 base-space neighbours still among its 10 nearest here)."
                + (" V (lab), kNN (lab): V-measure and leave-one-out 10-NN accuracy (x100) against the held-out labels, "
                   "shown to check the choice, never used to make it." if result.labels_reported else ""))
     return header, rows, caption
