@@ -22,7 +22,7 @@ neighbourhoods:
 - **ties go to the smaller change**: of the candidates that beat the base and sit within the noise of the best one,
   the one that keeps most of each text's 10 base-space neighbours among its own 10 (on auto's tuner candidates over
   the six text sets, bench/criterion_agreement.py: mean ΔV +2.02 vs +1.98 for the highest score, kNN accuracy mean
-  -0.10 vs -0.19 and worst -0.50 vs -0.65; on BANKING77 spectral, V +3.08 kNN -0.09, over neighbourhood, +2.84 / -0.65);
+  -0.09 vs -0.19 and worst -0.50 vs -0.65; on BANKING77 spectral, V +3.08 kNN -0.09, over neighbourhood, +2.84 / -0.65);
 - **guards** against the base space: a candidate whose effective rank or spread (1 - mean pairwise cosine) falls below
   a quarter of the base model's is rejected as collapsed, whatever its score.
 
