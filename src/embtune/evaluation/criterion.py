@@ -101,11 +101,9 @@ def score_space(vectors: np.ndarray, k: int, *, seeds: int = 5, referee: np.ndar
     if not 2 <= k < len(x):
         raise ValueError(f"k={k} clusters needs at least {k + 1} vectors (have {len(x)}) and k >= 2")
     own = referee_neighbours(x)
-    kept = 1.0 if referee is None else None
     referee = own if referee is None else referee
     if len(referee) != len(x):
         raise ValueError(f"the referee neighbours are for {len(referee)} texts, the space has {len(x)}")
-    kept = neighbours_kept(referee, own) if kept is None else kept
     ks = [g for g in K_GRID if g * TEXTS_PER_CLUSTER <= len(x)] or [k]
     runs = [kmeans_assign(x, k, seed) for seed in range(seeds)]
     silhouettes = [_silhouette(x, a, 0) for a in runs]
@@ -118,7 +116,7 @@ def score_space(vectors: np.ndarray, k: int, *, seeds: int = 5, referee: np.ndar
     return SpaceScore(
         score=float(np.mean(per_seed)), std=float(np.std(per_seed)), silhouette=float(np.nanmean(silhouettes)),
         stability=float(np.mean(stabilities)), effective_rank=effective_rank(x),
-        spread=1.0 - mean_pairwise_cosine(x), k=k, per_seed=per_seed, ks=ks, kept=kept,
+        spread=1.0 - mean_pairwise_cosine(x), k=k, per_seed=per_seed, ks=ks, kept=neighbours_kept(referee, own),
     )
 
 
@@ -173,18 +171,17 @@ def choose(base: SpaceScore, candidates: dict[str, SpaceScore]) -> tuple[str, st
     if not beats(best, base):
         return "base", (f"no candidate beat the base model beyond noise (best: {name} {best.score:.4f} vs base "
                         f"{base.score:.4f})")
-    reason = (f"scores {best.score:.4f} vs the base model's {base.score:.4f}, more than the noise margin "
-              f"{noise_margin(best, base):.4f}")
     # Ties: candidates that also beat the base and sit within the noise of the best one cannot be told apart by the
     # score, so the one that changed the base model's neighbourhoods least is kept (measured on the six text sets,
-    # bench/criterion_agreement.py: the same V-measure, and kNN accuracy no longer pays for a coin toss).
+    # bench/criterion_agreement.py: no V-measure lost, and kNN accuracy no longer pays for a coin toss).
+    chosen, tie = name, ""
     tied = {n: s for n, s in passed.items() if n != name and beats(s, base) and s.kept is not None
             and best.score - s.score <= noise_margin(best, s)}
     if tied and best.kept is not None:
         other, steadier = max(tied.items(), key=lambda item: item[1].kept)
         if steadier.kept > best.kept:
-            return other, (f"scores {steadier.score:.4f} vs the base model's {base.score:.4f}, more than the noise "
-                           f"margin {noise_margin(steadier, base):.4f}; tied with {name} ({best.score:.4f}, within the "
-                           f"noise), it keeps more of the base model's neighbourhoods ({steadier.kept:.2f} vs "
-                           f"{best.kept:.2f})")
-    return name, reason
+            chosen, tie = other, (f"; tied with {name} ({best.score:.4f}, within the noise), it keeps more of the base "
+                                  f"model's neighbourhoods ({steadier.kept:.2f} vs {best.kept:.2f})")
+    won = passed[chosen]
+    return chosen, (f"scores {won.score:.4f} vs the base model's {base.score:.4f}, more than the noise margin "
+                    f"{noise_margin(won, base):.4f}{tie}")
