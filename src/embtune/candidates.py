@@ -196,9 +196,9 @@ def candidate_table(result: AutoResult) -> tuple[list[str], list[list[str]], str
                f"model's space that its KMeans cluster in this space keeps (k = {_ks(result.criterion_ks)}), mean±std over seeds, on the "
                f"{result.n_heldout} held-out texts; sil, stab: cosine silhouette and stability (mean ARI between seeds) "
                f"of KMeans(k={result.k}), shown, not used; rank: effective rank, spread: 1 - mean cosine; a candidate whose rank or spread fell below a quarter of the base "
-               "model's is rejected as collapsed; the winner must beat the base model by more than the noise, and of "
-               "candidates within the noise of each other the one with the higher kept wins (kept: the share of each "
-               "held-out text's 10 base-space neighbours still among its 10 nearest here)."
+               "model's is rejected as collapsed; the winner must beat the base model by more than the noise; among the "
+               "candidates that do, one within the noise of the top score wins if its kept is higher (kept: the share "
+               "of each held-out text's 10 base-space neighbours still among its 10 nearest here)."
                + (" V (lab), kNN (lab): V-measure and leave-one-out 10-NN accuracy (x100) against the held-out labels, "
                   "shown to check the choice, never used to make it." if result.labels_reported else ""))
     return header, rows, caption
