@@ -4,12 +4,13 @@ textcnn: TextCNNClassifier over all-MiniLM-L6-v2's static token embeddings, froz
          10 and 50 labelled examples per class and the full train set: test macro-F1 and the gain of pretrained
          over random at each size.
 fewshot: 8 examples per class, seeds 0..N-1: logistic regression on frozen vectors (the floor), embtune's
-         FewShotClassifier, and SetFit (bench-only dependency) with the same base model, same seeds, same process:
-         test accuracy, training wall time and CPU time (process time: fair when other jobs share the machine).
+         FewShotClassifier (both with the label names as texts unless --label-names off), and SetFit (bench-only
+         dependency) with the same base model, same seeds, same process: test accuracy, training wall time and CPU time (process time: fair when other jobs share the machine).
 
 Setup: .venv/bin/pip install -c constraints.txt -r bench/requirements.txt
 Usage: .venv/bin/python bench/downstream.py textcnn [--sizes 10,50,full] [--variants frozen,trainable,random]
        .venv/bin/python bench/downstream.py fewshot [--seeds 3] [--setfit-iterations 20] [--epochs 10] [--precision auto]
+                                                  [--label-names auto|on|off] [--set hwu64]
 Results are appended to bench/results/downstream.json.
 """
 
@@ -23,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "banking77"
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = SHARED / "banking77"
 RESULTS = Path(__file__).resolve().parent / "results" / "downstream.json"
 
 
@@ -99,14 +101,17 @@ def fewshot(args) -> None:
         pick = per_class(train_y, 8, seed)
         texts, labels = [train_x[i] for i in pick], train_y[pick]
         row = {"n_train": len(pick)}
-        for name, clf in (("logreg_frozen", FewShotClassifier(epochs=0, random_state=seed)),
+        names = {"auto": "auto", "on": True, "off": False}[args.label_names]
+        for name, clf in (("logreg_frozen", FewShotClassifier(epochs=0, label_names=names, random_state=seed)),
                           ("embtune_fewshot", FewShotClassifier(epochs=args.epochs, precision=args.precision,
-                                                                random_state=seed))):
+                                                                label_names=names, random_state=seed))):
             start, cpu = time.perf_counter(), time.process_time()
             clf.fit(texts, labels)
             seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
-            row[name] = {"precision": clf._mixed_precision("cpu") if name != "logreg_frozen" else "-", "accuracy": round(100 * accuracy_score(test_y, clf.predict(test_x)), 2), "seconds": round(seconds, 1),
-                         "cpu_seconds": round(cpu_seconds, 1)}
+            row[name] = {"precision": clf._mixed_precision("cpu") if name != "logreg_frozen" else "-",
+                         "label_names": bool(clf.label_texts_),
+                         "accuracy": round(100 * accuracy_score(test_y, clf.predict(test_x)), 2),
+                         "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1)}
             print(seed, name, row[name], flush=True)
         if args.setfit_iterations:
             predicted, seconds, cpu_seconds = setfit_run(texts, labels, test_x, seed, args.setfit_iterations)
@@ -114,7 +119,8 @@ def fewshot(args) -> None:
                              "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
                              "num_iterations": args.setfit_iterations}
             print(seed, "setfit", row["setfit"], flush=True)
-        save(f"fewshot_seed{seed}" + ("" if args.precision == "auto" else f"_{args.precision}"), row)
+        save(("" if args.set == "banking77" else f"{args.set}_") + f"fewshot_seed{seed}" + ("" if args.precision == "auto" else f"_{args.precision}")
+             + ("" if args.label_names == "auto" else f"_names_{args.label_names}"), row)
 
 
 def main() -> None:
@@ -126,8 +132,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--precision", default="auto", help="fewshot: FewShotClassifier's precision (auto, bf16, fp32)")
+    parser.add_argument("--set", default="banking77", help="fewshot: a shared text set with word labels (banking77, hwu64)")
+    parser.add_argument("--label-names", default="auto", choices=["auto", "on", "off"],
+                        help="fewshot: FewShotClassifier's label_names (auto: each label's name is one more example "
+                             "of it when the labels read as words, as BANKING77's do; SetFit never gets them)")
     parser.add_argument("--setfit-iterations", type=int, default=20, help="SetFit num_iterations (0 skips SetFit)")
     args = parser.parse_args()
+    global DATA
+    DATA = SHARED / args.set
     if args.part == "textcnn":
         args.epochs = int(args.epochs or 30)
         textcnn(args)

@@ -125,7 +125,7 @@ def test_fewshot_fine_tunes_then_fits_a_head_and_round_trips(tiny_model, topics,
     few = [i for name in np.unique(labels) for i in np.flatnonzero(labels == name)[:8]]
     clf = FewShotClassifier(model=str(tiny_model), epochs=4, batch_size=16, learning_rate=1e-3).fit(
         [texts[i] for i in few], labels[few])
-    assert clf.n_steps_ == 12  # 48 texts / 16 per batch x 4 epochs
+    assert clf.n_steps_ == 16  # (48 texts + 6 label names) / 16 per batch = 4 batches, x 4 epochs
     rest = [i for i in range(len(texts)) if i not in set(few)]
     floor = FewShotClassifier(model=str(tiny_model), epochs=0).fit([texts[i] for i in few], labels[few])
     assert clf.score([texts[i] for i in rest], labels[rest]) > floor.score([texts[i] for i in rest], labels[rest])
@@ -136,6 +136,29 @@ def test_fewshot_fine_tunes_then_fits_a_head_and_round_trips(tiny_model, topics,
     cheap.save(tmp_path / "cheap")
     np.testing.assert_allclose(load_classifier(tmp_path / "cheap").predict_proba(texts[:5]), cheap.predict_proba(texts[:5]),
                                atol=1e-6)
+
+
+def test_fewshot_uses_label_names_that_read_as_words(tiny_model, topics, tmp_path):
+    clf = FewShotClassifier()
+    clf.classes_ = np.array(["card_arrival", "topUp", "lost-or-stolen"])
+    assert clf._label_texts() == ["card arrival", "top Up", "lost or stolen"]
+    clf.classes_ = np.array(["1", "18", "B2"])  # codes, not words: "auto" leaves them out
+    assert clf._label_texts() == []
+    forced = FewShotClassifier(label_names=True)
+    forced.classes_ = clf.classes_
+    assert forced._label_texts() == ["1", "18", "B2"]
+    with pytest.raises(ValueError, match="label_names='yes'"):
+        FewShotClassifier(label_names="yes")._label_texts()
+
+    texts, labels = topics
+    few = [i for name in np.unique(labels) for i in np.flatnonzero(labels == name)[:3]]
+    head = FewShotClassifier(model=str(tiny_model), epochs=0).fit([texts[i] for i in few], labels[few])
+    assert head.label_texts_ == [str(c) for c in head.classes_]  # topics' labels are single words
+    assert (head.predict(head.label_texts_) == head.classes_).all()  # each name is a training example of its label
+    off = FewShotClassifier(model=str(tiny_model), epochs=0, label_names=False).fit([texts[i] for i in few], labels[few])
+    assert off.label_texts_ == []
+    head.save(tmp_path / "head")
+    assert load_classifier(tmp_path / "head").label_texts_ == head.label_texts_
 
 
 def test_fewshot_precision_follows_the_hardware(monkeypatch):
@@ -193,5 +216,7 @@ def test_cli_classify_and_predict(tiny_model, topics, tmp_path):
     assert [r["label"] for r in api_rows] == [r["label"] for r in rows]
     bad = runner.invoke(app, ["classify", str(train), "--method", "svm", "--model", str(tiny_model)])
     assert bad.exit_code == 1 and "textcnn, fewshot, logreg" in bad.output
+    names = runner.invoke(app, ["classify", str(train), "--no-label-names", "--model", str(tiny_model)])
+    assert names.exit_code == 1 and "apply to --method fewshot and logreg, not textcnn" in names.output
     missing = runner.invoke(app, ["predict", str(tmp_path), str(new)])
     assert missing.exit_code == 1 and "not a saved classifier" in missing.output

@@ -780,6 +780,7 @@ def classify(
     labels: Annotated[str, typer.Option("--labels", "--label-field", help="Field holding the label.")] = "label",
     text_field: TextField = "text",
     epochs: Annotated[Optional[float], typer.Option("--epochs", min=0, help="Training epochs [default: per method].")] = None,
+    label_names: Annotated[Optional[bool], typer.Option("--label-names/--no-label-names", help="fewshot, logreg: each label's name is one more example of it [default: when every label reads as words].")] = None,
     seed: Seed = 0,
     device: Device = "auto",
     overwrite: OverwriteFolder = False,
@@ -797,7 +798,8 @@ def classify(
             raise EmbtuneError(f"--method {method!r}: use one of {', '.join(CLASSIFY_METHODS)}")
         result = run_classify(train, test=test, method=method, model=model, frozen=frozen, output=output,
                               text_field=text_field, label_field=labels, seed=seed, device=device,
-                              options=method_options(method, epochs, show_progress=not quiet), overwrite=overwrite)
+                              options=method_options(method, epochs, show_progress=not quiet,
+                                                     label_names=label_names), overwrite=overwrite)
         if json_out:
             return _print_json(result.to_dict())
         console = _stdout_console()

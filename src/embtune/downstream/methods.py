@@ -26,9 +26,13 @@ def make_classifier(method: str, *, model: str = "all-MiniLM-L6-v2", frozen: boo
     raise EmbtuneError(f"--method {method!r}: use one of {', '.join(CLASSIFY_METHODS)}")
 
 
-def method_options(method: str, epochs: float | None, show_progress: bool) -> dict:
-    """The classifier options the CLI's --epochs (and progress) mean for ``method``."""
+def method_options(method: str, epochs: float | None, show_progress: bool, label_names: bool | None = None) -> dict:
+    """The classifier options the CLI's --epochs, --label-names/--no-label-names (and progress) mean for ``method``."""
     options: dict = {}
+    if label_names is not None:
+        if method == "textcnn":
+            raise EmbtuneError("--label-names/--no-label-names apply to --method fewshot and logreg, not textcnn")
+        options["label_names"] = label_names
     if epochs is not None:
         options["n_epochs" if method == "textcnn" else "epochs"] = int(epochs) if method == "textcnn" else epochs
     if method == "fewshot" and show_progress:
