@@ -11,15 +11,15 @@ Label names: when every label reads as words ("card_arrival"), its name becomes 
 arrival"), for the fine-tune (a positive for the label's texts) and for the head. Means over seeds 0-2: BANKING77
 84.81 -> 85.45 % (each seed up: 85.10 -> 85.32, 85.00 -> 85.65, 84.32 -> 85.39; frozen-vector logistic regression
 83.19 -> 84.06), HWU64 83.49 -> 84.42 (seeds +1.49, +1.30, 0.00; regression 80.58 -> 80.73); ``bench/downstream.py
-fewshot [--set hwu64] [--label-names off]``. Labels that are codes ("17", "B2") are left out
-under "auto"; ``label_names=False`` never uses them, ``True`` always does.
+fewshot [--set hwu64] [--label-names off]``. Labels that are codes ("17", "B2") are left out under "auto";
+``label_names=False`` never uses them, ``True`` always does.
 
-Measured and not kept (mean test accuracy over seeds 0-2 without label names, against these defaults' 84.81 %): supcon temperature 0.1
-(84.43), batches of confusable labels (neighbouring class centroids in the base space: 84.49), a cosine-softmax head
-trained jointly with the contrastive loss (84.64), anchoring to the base model at weight 0.5 (84.78), the word
-embeddings frozen (84.89) or the embeddings and the first two layers (84.87, about 20 % faster), the head on the
-tuned and base vectors side by side (84.60-84.76) or averaged with a frozen-vector head (84.63), 15 epochs (seed 0:
-84.45). All within the seed noise of one another, so none replaced the simpler default.
+Measured and not kept (mean test accuracy over seeds 0-2 without label names, against these defaults' 84.81 %):
+supcon temperature 0.1 (84.43), batches of confusable labels (neighbouring class centroids in the base space: 84.49),
+a cosine-softmax head trained jointly with the contrastive loss (84.64), anchoring to the base model at weight 0.5
+(84.78), the word embeddings frozen (84.89) or the embeddings and the first two layers (84.87, about 20 % faster),
+the head on the tuned and base vectors side by side (84.60-84.76) or averaged with a frozen-vector head (84.63), 15
+epochs (seed 0: 84.45). All within the seed noise of one another, so none replaced the simpler default.
 
 ``frozen=True`` is the cheap variant: the encoder stays as it is and a ContrastiveTuner (tuners/) learns a head on its
 frozen vectors from label pairs, then the logistic regression. Saved as a folder: the tuned encoder (a plain
