@@ -5,7 +5,8 @@ textcnn: TextCNNClassifier over all-MiniLM-L6-v2's static token embeddings, froz
          over random at each size.
 fewshot: 8 examples per class, seeds 0..N-1: logistic regression on frozen vectors (the floor), embtune's
          FewShotClassifier (both with the label names as texts unless --label-names off), and SetFit (bench-only
-         dependency) with the same base model, same seeds, same process: test accuracy, training wall time and CPU time (process time: fair when other jobs share the machine).
+         dependency, given the same texts) with the same base model, same seeds, same process: test accuracy,
+         training wall time and CPU time (process time: fair when other jobs share the machine).
 
 Setup: .venv/bin/pip install -c constraints.txt -r bench/requirements.txt
 Usage: .venv/bin/python bench/downstream.py textcnn [--sizes 10,50,full] [--variants frozen,trainable,random]
@@ -113,13 +114,16 @@ def fewshot(args) -> None:
                          "accuracy": round(100 * accuracy_score(test_y, clf.predict(test_x)), 2),
                          "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1)}
             print(seed, name, row[name], flush=True)
-        if args.setfit_iterations:
-            predicted, seconds, cpu_seconds = setfit_run(texts, labels, test_x, seed, args.setfit_iterations)
+        if args.setfit_iterations:  # the same inputs as ours: the label-name texts too, where ours used them
+            extra = clf.label_texts_
+            fit_labels = np.concatenate([labels, clf.classes_]) if extra else labels
+            predicted, seconds, cpu_seconds = setfit_run(texts + extra, fit_labels, test_x, seed, args.setfit_iterations)
             row["setfit"] = {"accuracy": round(100 * accuracy_score(test_y, predicted.astype(str)), 2),
                              "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
-                             "num_iterations": args.setfit_iterations}
+                             "num_iterations": args.setfit_iterations, "label_names": bool(extra)}
             print(seed, "setfit", row["setfit"], flush=True)
-        save(("" if args.set == "banking77" else f"{args.set}_") + f"fewshot_seed{seed}" + ("" if args.precision == "auto" else f"_{args.precision}")
+        save(("" if args.set == "banking77" else f"{args.set}_") + f"fewshot_seed{seed}"
+             + ("" if args.precision == "auto" else f"_{args.precision}")
              + ("" if args.label_names == "auto" else f"_names_{args.label_names}"), row)
 
 
@@ -135,7 +139,7 @@ def main() -> None:
     parser.add_argument("--set", default="banking77", help="fewshot: a shared text set with word labels (banking77, hwu64)")
     parser.add_argument("--label-names", default="auto", choices=["auto", "on", "off"],
                         help="fewshot: FewShotClassifier's label_names (auto: each label's name is one more example "
-                             "of it when the labels read as words, as BANKING77's do; SetFit never gets them)")
+                             "of it when the labels read as words, as BANKING77's do; SetFit gets the same texts)")
     parser.add_argument("--setfit-iterations", type=int, default=20, help="SetFit num_iterations (0 skips SetFit)")
     args = parser.parse_args()
     global DATA

@@ -143,7 +143,9 @@ def run_auto(space: Space, spec: dict, seed: int, max_texts: int) -> tuple[dict,
             scores = space.score(*(tuner.transform(x) for x in space.base))
         else:
             scores = space.score(*space.vectors(load_encoder(str(result.model_path))))
-    return scores, {"seconds": round(seconds, 1), "chosen": result.chosen}
+    tried = {c.get("name"): {k: c.get(k) for k in ("status", "score", "std", "kept", "seconds") if k in c}
+             for c in result.candidates}
+    return scores, {"seconds": round(seconds, 1), "chosen": result.chosen, "reason": result.reason, "candidates": tried}
 
 
 def summary(rows: list[dict], sets: list[str]) -> tuple[str, dict]:
