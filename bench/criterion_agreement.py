@@ -115,11 +115,13 @@ def one_set(name_: str, stsb, heldout: int, seeds: int, candidates=CANDIDATES) -
 
 
 def highest_score(base, scores: dict) -> str:
-    """The rule before ties went to the smaller change: the highest-scoring candidate, if it beats the base."""
-    from embtune.evaluation.criterion import beats, structure_missing
+    """The rule before ties went to the smaller change: auto's own choice with no ``kept`` to break a tie on (the
+    highest-scoring candidate that passed its guards, if it beats the base)."""
+    from dataclasses import replace
 
-    top = max(scores, key=lambda n: scores[n].score, default=None)
-    return top if top is not None and beats(scores[top], base) and structure_missing(base) is None else "base"
+    from embtune.evaluation.criterion import choose
+
+    return choose(base, {n: replace(s, kept=None) for n, s in scores.items()})[0]
 
 
 def test_knn(space: Space, train_x, test_x) -> float:
