@@ -11,7 +11,7 @@ fewshot: 8 examples per class, seeds 0..N-1: logistic regression on frozen vecto
 Setup: .venv/bin/pip install -c constraints.txt -r bench/requirements.txt
 Usage: .venv/bin/python bench/downstream.py textcnn [--sizes 10,50,full] [--variants frozen,trainable,random]
        .venv/bin/python bench/downstream.py fewshot [--seeds 3] [--setfit-iterations 20] [--epochs 10] [--precision auto]
-                                                  [--label-names auto|on|off] [--set hwu64]
+                                                  [--label-names auto|on|off] [--set hwu64|rotten_tomatoes]
 Results are appended to bench/results/downstream.json.
 """
 
@@ -25,13 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-DATA = SHARED / "banking77"
+SET = "banking77"  # --set: any of bench/suite.py's text sets (its splits() finds the files)
 RESULTS = Path(__file__).resolve().parent / "results" / "downstream.json"
 
 
 def load(split: str) -> tuple[list[str], np.ndarray]:
-    rows = [json.loads(line) for line in (DATA / f"{split}.jsonl").read_text().splitlines()]
+    from suite import splits  # bench/suite.py
+
+    path = dict(zip(("train", "test"), splits(SET)))[split]
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
     return [r["text"] for r in rows], np.array([str(r["label"]) for r in rows])
 
 
@@ -136,14 +138,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--precision", default="auto", help="fewshot: FewShotClassifier's precision (auto, bf16, fp32)")
-    parser.add_argument("--set", default="banking77", help="fewshot: a shared text set with word labels (banking77, hwu64)")
+    parser.add_argument("--set", default="banking77", help="fewshot: a text set of bench/suite.py (word labels: banking77, hwu64, "
+                                                          "rotten_tomatoes)")
     parser.add_argument("--label-names", default="auto", choices=["auto", "on", "off"],
                         help="fewshot: FewShotClassifier's label_names (auto: each label's name is one more example "
                              "of it when the labels read as words, as BANKING77's do; SetFit gets the same texts)")
     parser.add_argument("--setfit-iterations", type=int, default=20, help="SetFit num_iterations (0 skips SetFit)")
     args = parser.parse_args()
-    global DATA
-    DATA = SHARED / args.set
+    global SET
+    SET = args.set
     if args.part == "textcnn":
         args.epochs = int(args.epochs or 30)
         textcnn(args)
