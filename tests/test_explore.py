@@ -73,7 +73,8 @@ def test_every_request_needs_the_token_and_the_server_listens_on_localhost_only(
 
 
 def test_label_undo_redo_accept_and_export_through_the_api(server):
-    status, body = call(server, "/api/label", {"items": list(range(30)), "label": "card"})
+    # 38 and 39 were in the selection and taken out of it: the person says they are not "card"
+    status, body = call(server, "/api/label", {"items": list(range(30)), "label": "card", "left_out": [38, 39]})
     assert status == 200 and len(json.loads(body)["labels"]) == 30
     call(server, "/api/label", {"items": list(range(40, 70)), "label": "refund"})
     state = json.loads(call(server, "/api/undo", {})[1])
@@ -86,6 +87,9 @@ def test_label_undo_redo_accept_and_export_through_the_api(server):
     labels = accepted["labels"]
     assert accepted["accepted"] > 0 and all(labels[str(i)][0] == "card" for i in range(30, 40) if str(i) in labels)
     assert {v[1] for k, v in labels.items() if int(k) in range(30, 40)} <= {"propagated"}
+    guesses = json.loads(call(server, "/api/propagation")[1])
+    assert "card" not in {g for i, g in zip(guesses["items"], guesses["labels"]) if i in (38, 39)}
+    assert labels.get("38", [""])[0] != "card" and labels.get("39", [""])[0] != "card"
     status, exported = call(server, "/api/export?format=csv")
     rows = list(csv.DictReader(io.StringIO(exported.decode())))
     assert status == 200 and len(rows) == 160 and set(rows[0]) == {"text", "label", "label_source", "confidence"}
@@ -291,6 +295,18 @@ def test_page_in_headless_chromium_labels_undoes_exports_and_survives_kill_9(tin
             page.wait_for_function("Object.keys(window.embtune.labels()).length === 7")
             page.click("#undo")
             page.wait_for_function("Object.keys(window.embtune.labels()).length === 5")
+            # a person reads the selection and takes one text out with its x: it is not that label
+            page.evaluate("window.embtune.select([20, 21, 22])")
+            page.wait_for_function("document.getElementById('texts').children.length === 3")
+            page.click("#texts li:nth-child(2) button.out")
+            page.wait_for_function("document.getElementById('texts').children.length === 2")
+            assert page.inner_text("#count") == "2" and "1 taken out" in page.inner_text("#leftout")
+            assert page.evaluate("window.embtune.selection()") == [20, 22]
+            page.fill("#label", "top up")
+            page.press("#label", "Enter")
+            page.wait_for_function("Object.keys(window.embtune.labels()).length === 7")
+            events = [json.loads(line) for line in (out / "labels.events.jsonl").read_text().splitlines()]
+            assert events[-1]["items"] == [20, 22] and events[-1]["left_out"] == [21]
             page.click("#next")  # the queue of uncertain texts, and the suspect check, fill their lists
             page.wait_for_function("document.getElementById('queue').children.length > 0")
             page.click("#check")
@@ -300,6 +316,7 @@ def test_page_in_headless_chromium_labels_undoes_exports_and_survives_kill_9(tin
             rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
             assert len(rows) == 300 and set(rows[0]) >= {"text", "intent", "label", "label_source", "confidence"}
             assert [r["label"] for r in rows[:6]] == ["card arrival"] * 5 + [""]
+            assert [r["label"] for r in rows[20:23]] == ["top up", "", "top up"]
             assert not errors, errors
             chrome.close()
     finally:
@@ -310,7 +327,7 @@ def test_page_in_headless_chromium_labels_undoes_exports_and_survives_kill_9(tin
         token = url.split("token=")[1]
         request = urllib.request.Request(url.split("?")[0] + "api/points", headers={"X-Embtune-Token": token})
         labels = json.loads(urllib.request.urlopen(request, timeout=30).read())["labels"]
-        assert sorted(int(k) for k in labels) == [0, 1, 2, 3, 4] and labels["0"][0] == "card arrival"
+        assert sorted(int(k) for k in labels) == [0, 1, 2, 3, 4, 20, 22] and labels["0"][0] == "card arrival"
     finally:
         again.send_signal(signal.SIGINT)
         assert again.wait(timeout=30) == 0  # Ctrl-C stops it cleanly

@@ -47,6 +47,22 @@ def test_labels_replay_with_exclusive_labels_unlabel_undo_and_redo(tmp_path):
     assert [json.loads(line)["seq"] for line in lines] == list(range(1, len(lines) + 1))
 
 
+def test_items_left_out_of_a_labelled_selection_are_ruled_out_of_that_label_until_undone(tmp_path):
+    path = tmp_path / "labels.events.jsonl"
+    log = LabelLog.open(path)
+    log.apply("label", [1, 2], label="card", left_out=[3, 4, 2])  # 2 was labelled, so it is not left out
+    log.apply("label", [5], label="refund", left_out=[3])
+    assert log.ruled_out() == {3: {"card", "refund"}, 4: {"card"}}
+    assert json.loads(path.read_text().splitlines()[0])["left_out"] == [3, 4]
+    assert LabelLog.open(path).ruled_out() == log.ruled_out()  # replayed from the file
+    log.undo()
+    assert log.ruled_out() == {3: {"card"}, 4: {"card"}}
+    log.apply("label", [6], label="atm")  # nothing left out: no field written
+    assert "left_out" not in json.loads(path.read_text().splitlines()[-1])
+    with pytest.raises(ValueError, match="left_out goes with a label"):
+        log.apply("unlabel", [1], left_out=[2])
+
+
 def test_bad_actions_are_refused_before_anything_is_written(tmp_path):
     log = LabelLog.open(tmp_path / "e.jsonl")
     for call, message in ((lambda: log.apply("label", [1], label="  "), "non-empty label"),
@@ -124,6 +140,24 @@ def test_propagation_follows_the_groups_and_is_sure_only_inside_labelled_neighbo
     assert inside.tolist() == [0] and guess[0] == "g0" and sure[0] > 0.95
     none_items, none_labels, none_conf = propagate(x, {}, k=4)
     assert len(none_items) == len(x) and set(none_labels) == {""} and not none_conf.any()
+
+
+def test_propagation_never_suggests_a_label_the_person_ruled_out_for_that_item():
+    x, y = groups()
+    labelled = {i: f"g{y[i]}" for i in range(len(x)) if i != 0}  # item 0 sits in g0, every neighbour says g0
+    _, guess, sure = propagate(x, labelled, k=6)
+    assert guess[0] == "g0" and sure[0] > 0.95
+    # the person took item 0 out of a selection they labelled g0: g0 gets no vote, nothing else is near
+    items, guess, sure = propagate(x, labelled, k=6, ruled_out={0: {"g0"}, 5: {"g1"}, 10_000: {"g0"}})
+    assert items.tolist() == [0] and guess[0] == "" and sure[0] == 0.0
+    # a ruled-out label that nobody carries (yet) and an item that is labelled already change nothing
+    _, same, _ = propagate(x, labelled, k=6, ruled_out={0: {"other"}, 1: {"g0"}})
+    assert same[0] == "g0"
+    # the queue puts first the item whose only candidate label was ruled out
+    two_open = {i: f"g{y[i]}" for i in range(len(x)) if i not in (0, 30)}
+    first = int(next_to_label(x, two_open, size=1, k=6)[0])
+    other = 30 if first == 0 else 0
+    assert next_to_label(x, two_open, size=1, k=6, ruled_out={other: {f"g{y[other]}"}}).tolist() == [other]
 
 
 def test_class_tfidf_keywords_name_each_group_by_its_own_words():

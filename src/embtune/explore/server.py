@@ -120,7 +120,7 @@ class Handler(BaseHTTPRequestHandler):
         session = self.server.session
         actions = {
             "/api/texts": lambda: session.texts_of(body.get("items", []), resample=bool(body.get("resample"))),
-            "/api/label": lambda: session.label(body.get("items", []), str(body.get("label", ""))),
+            "/api/label": lambda: session.label(body.get("items", []), str(body.get("label", "")), body.get("left_out")),
             "/api/unlabel": lambda: session.unlabel(body.get("items", [])),
             "/api/accept": lambda: session.accept(float(body.get("threshold", 0.9))),
             "/api/undo": session.undo,

@@ -112,13 +112,15 @@ class ExploreSession:
 
     def propagation(self) -> dict[str, Any]:
         """The propagated label and confidence of every unlabelled item (from the manual labels and accepted ones)."""
-        items, guessed, confidence = propagate(self.work_space.vectors, self.label_names(), neighbours=self.neighbours())
+        items, guessed, confidence = propagate(self.work_space.vectors, self.label_names(), neighbours=self.neighbours(),
+                                               ruled_out=self.log.ruled_out())
         keep = confidence > 0
         return {"items": items[keep].tolist(), "labels": guessed[keep].tolist(),
                 "confidence": confidence[keep].round(4).tolist()}
 
     def queue(self) -> list[int]:
-        return next_to_label(self.work_space.vectors, self.label_names(), neighbours=self.neighbours()).tolist()
+        return next_to_label(self.work_space.vectors, self.label_names(), neighbours=self.neighbours(),
+                             ruled_out=self.log.ruled_out()).tolist()
 
     def suspects(self) -> list[dict[str, Any]]:
         names = self.label_names()
@@ -128,8 +130,9 @@ class ExploreSession:
 
     # -- what the page changes ---------------------------------------------------------------------------------------
 
-    def label(self, items: list[int], label: str) -> dict[str, Any]:
-        self.log.apply("label", self._check(items), label=label)
+    def label(self, items: list[int], label: str, left_out: list[int] | None = None) -> dict[str, Any]:
+        """Give ``items`` the label; ``left_out``: items the person took out of this selection (so not this label)."""
+        self.log.apply("label", self._check(items), label=label, left_out=self._check(left_out or []))
         return self.points_state()
 
     def unlabel(self, items: list[int]) -> dict[str, Any]:

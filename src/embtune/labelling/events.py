@@ -4,7 +4,9 @@ Every action a person takes (label a selection, remove labels, accept propagated
 appended to ``labels.events.jsonl`` and fsync'd before the action counts, so a killed process (even ``kill -9``) loses
 nothing that was acknowledged. The current labels are the replay of the log: actions are kept on a stack; ``undo``
 takes the last one off (onto a redo stack), ``redo`` puts it back, and a new action clears the redo stack. Labels are
-exclusive: an item labelled again takes the new label.
+exclusive: an item labelled again takes the new label. A label action may also name the items the person took out of
+the selection before applying it (``left_out``): they were seen and are *not* that label, which propagation respects
+(:meth:`LabelLog.ruled_out`).
 
 A line torn by a crash mid-write (no trailing newline, or not JSON) is the only thing replay drops: it is cut from the
 file on open, and the file's earlier lines are intact because they were fsync'd first.
@@ -100,9 +102,10 @@ class LabelLog:
         return event
 
     def apply(self, op: str, items: list[int], *, label: str | None = None, source: str = "manual",
-              confidences: list[float] | None = None) -> dict:
+              confidences: list[float] | None = None, left_out: list[int] | None = None) -> dict:
         """Record one action on ``items`` (row numbers of the corpus) and return its event. ``op`` "label" needs a
-        non-empty ``label``; ``confidences`` (one per item) come with propagated labels."""
+        non-empty ``label``; ``confidences`` (one per item) come with propagated labels; ``left_out``: items the person
+        took out of the selection before labelling it (seen, and not this label)."""
         if op not in ACTIONS:
             raise ValueError(f"op must be one of {', '.join(ACTIONS)} (got {op!r})")
         items = [int(i) for i in items]
@@ -119,6 +122,11 @@ class LabelLog:
                 if len(confidences) != len(items):
                     raise ValueError(f"{len(confidences)} confidences for {len(items)} items")
                 event["confidences"] = [round(float(c), 4) for c in confidences]
+            left_out = sorted({int(i) for i in left_out or []} - set(items))
+            if left_out:
+                event["left_out"] = left_out
+        elif left_out:
+            raise ValueError("left_out goes with a label action")
         return self._append(event)
 
     def undo(self) -> dict | None:
@@ -149,6 +157,15 @@ class LabelLog:
             for item, confidence in zip(event["items"], confidences):
                 state[item] = Label(event["label"], event.get("source", "manual"), float(confidence))
         return state
+
+    def ruled_out(self) -> dict[int, set[str]]:
+        """Item -> the labels a person said it is not: it was in a selection and taken out of it before that
+        selection got the label (applied actions only, so an undo takes this back too)."""
+        out: dict[int, set[str]] = {}
+        for event in self._done:
+            for item in event.get("left_out", ()):
+                out.setdefault(item, set()).add(event["label"])
+        return out
 
     def actions(self) -> int:
         """How many actions are applied now (undone ones not counted)."""

@@ -2,7 +2,8 @@
 // which appends them to its event log. window.embtune is a small hook for tests and scripts.
 "use strict";
 const token = new URLSearchParams(location.search).get("token") || "";
-const state = { n: 0, unit: "texts", spaces: [], labels: {}, given: null, selection: [], recent: [], colour: "label", hide: false };
+const state = { n: 0, unit: "texts", spaces: [], labels: {}, given: null, selection: [], leftOut: [], recent: [],
+  colour: "label", hide: false };
 const $ = (id) => document.getElementById(id);
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
   "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1"];
@@ -97,13 +98,22 @@ function restyle() {
   state.spaces.forEach((_, s) => Plotly.restyle("plot" + s, { "marker.color": [c], "marker.opacity": [o] }));
 }
 
-async function select(items, from) {
+async function select(items, from, leftOut = []) {
   state.selection = items;
+  state.leftOut = leftOut;
   state.spaces.forEach((_, s) => {
     if (s !== from) Plotly.restyle("plot" + s, { selectedpoints: [items.length ? items : null] });
   });
   $("count").textContent = String(items.length);
+  $("leftout").textContent = leftOut.length ? `(${leftOut.length} taken out: labelling tells the page they are not that label)` : "";
   await showTexts(false);
+}
+
+async function leaveOut(id) {
+  // the person read this item and it does not belong with the rest: out of the selection, and when the selection is
+  // labelled the server records that it is not that label (propagation then never suggests it for this item)
+  if (!state.selection.includes(id)) return;
+  await select(state.selection.filter((i) => i !== id), -1, [...state.leftOut, id]);
 }
 
 function thumb(id, title) {
@@ -115,10 +125,19 @@ function thumb(id, title) {
   return img;
 }
 
-function itemNode(id, text, note) {
-  // one item of a list: its text, or its thumbnail for images (the path as its title); data-text keeps the text
+function itemNode(id, text, note, removable) {
+  // one item of a list: its text, or its thumbnail for images (the path as its title); data-text keeps the text;
+  // removable (the selection panel): a button that takes the item out of the selection
   const li = document.createElement("li");
   li.dataset.text = text;
+  if (removable) {
+    const out = document.createElement("button");
+    out.className = "out";
+    out.textContent = "×";
+    out.title = "take out of the selection (not this label)";
+    out.onclick = () => leaveOut(id);
+    li.appendChild(out);
+  }
   if (state.unit === "images") li.appendChild(thumb(id, text));
   else li.appendChild(document.createTextNode(text));
   if (note) { const span = document.createElement("span"); span.className = "lab"; span.textContent = note; li.appendChild(span); }
@@ -129,7 +148,7 @@ async function showTexts(resample) {
   const shown = await api("/api/texts", { items: state.selection, resample });
   const list = $("texts");
   list.innerHTML = "";
-  for (const item of shown.items) list.appendChild(itemNode(item.id, item.text, item.label));
+  for (const item of shown.items) list.appendChild(itemNode(item.id, item.text, item.label, true));
   list.dataset.count = String(shown.count);
 }
 
@@ -144,7 +163,7 @@ function applyState(result) {
 async function label(name) {
   name = (name || "").trim();
   if (!name || !state.selection.length) return;
-  applyState(await api("/api/label", { items: state.selection, label: name }));
+  applyState(await api("/api/label", { items: state.selection, label: name, left_out: state.leftOut }));
   state.recent = [name, ...state.recent.filter((r) => r !== name)].slice(0, 9);
   $("recent").innerHTML = state.recent.map((r, i) => `<button data-label="${i}">${i + 1}: ${r.replace(/</g, "&lt;")}</button>`).join(" ");
   await showTexts(false);
@@ -250,6 +269,7 @@ window.embtune = {
   timings: {},
   select: (items) => select(items, -1).then(restyleSelection),
   selection: () => state.selection.slice(),
+  leaveOut: (id) => leaveOut(id),
   label: (name) => label(name),
   labels: () => Object.assign({}, state.labels),
   pointCount: () => Number($("plots").dataset.points || 0),
