@@ -89,8 +89,9 @@ def propagate(vectors: np.ndarray, labelled: dict[int, str], *, k: int = 10, nei
 
     ``ruled_out``: item -> labels a person said it is not (it was taken out of a selection before that selection got
     the label). Those labels get no vote for that item. Without this, the items a reader leaves out of a cluster are
-    exactly the ones whose neighbourhood carries the cluster's label: on BANKING77, after 30 clusters labelled that
-    way, 3 in 4 of the labels propagated at confidence >= 0.9 were that wrong label (bench/labelling_effort.py)."""
+    exactly the ones whose neighbourhood carries the cluster's label: on BANKING77, over 100 actions of
+    bench/labelling_effort.py's simulated reader, 61 of the 83 labels accepted at confidence >= 0.9 were wrong; with
+    this, 3 of 33."""
     x = l2_normalize(np.asarray(vectors, dtype=np.float32))
     known = np.array(sorted(labelled), dtype=np.int64)
     unknown = np.setdiff1d(np.arange(len(x)), known)
