@@ -100,7 +100,8 @@ def test_label_undo_redo_accept_and_export_through_the_api(server):
     clusters = json.loads(call(server, "/api/clusters")[1])
     assert clusters and all(c["size"] == len(c["members"]) for c in clusters)
     assert not set(m for c in clusters for m in c["members"]) & {int(k) for k in labels}  # labelled items left out
-    for bad in ({"items": [999], "label": "x"}, {"items": [1], "label": " "}):
+    for bad in ({"items": [999], "label": "x"}, {"items": [1], "label": " "}, {"items": 3, "label": "x"},
+                {"items": [1], "label": "x", "left_out": "2"}, {"items": [1], "label": "x", "left_out": [2.5]}):
         status, body = call(server, "/api/label", bad)
         assert status == 400 and json.loads(body)["error"]
     assert call(server, "/api/search?q=(", None)[0] == 400

@@ -167,6 +167,8 @@ class ExploreSession:
                 "can_undo": self.log.can_undo, "can_redo": self.log.can_redo, "actions": self.log.actions()}
 
     def _check(self, items: list[int]) -> list[int]:
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, (int, np.integer)) for i in items):
+            raise EmbtuneError(f"items must be a list of row numbers (got {str(items)[:80]})")
         items = [int(i) for i in items]
         bad = [i for i in items if not 0 <= i < len(self.texts)]
         if bad:
