@@ -104,6 +104,7 @@ def test_label_undo_redo_accept_and_export_through_the_api(server):
                 {"items": [1], "label": "x", "left_out": "2"}, {"items": [1], "label": "x", "left_out": [2.5]}):
         status, body = call(server, "/api/label", bad)
         assert status == 400 and json.loads(body)["error"]
+        assert "left_out" in json.loads(body)["error"] if "left_out" in bad else "left_out" not in json.loads(body)["error"]
     assert call(server, "/api/search?q=(", None)[0] == 400
 
 

@@ -132,7 +132,7 @@ class ExploreSession:
 
     def label(self, items: list[int], label: str, left_out: list[int] | None = None) -> dict[str, Any]:
         """Give ``items`` the label; ``left_out``: items the person took out of this selection (so not this label)."""
-        self.log.apply("label", self._check(items), label=label, left_out=self._check(left_out or []))
+        self.log.apply("label", self._check(items), label=label, left_out=self._check(left_out or [], "left_out"))
         return self.points_state()
 
     def unlabel(self, items: list[int]) -> dict[str, Any]:
@@ -166,9 +166,9 @@ class ExploreSession:
         return {"labels": {str(i): [v.label, v.source, v.confidence] for i, v in labels.items()},
                 "can_undo": self.log.can_undo, "can_redo": self.log.can_redo, "actions": self.log.actions()}
 
-    def _check(self, items: list[int]) -> list[int]:
+    def _check(self, items: list[int], field: str = "items") -> list[int]:
         if not isinstance(items, (list, tuple)) or not all(isinstance(i, (int, np.integer)) for i in items):
-            raise EmbtuneError(f"items must be a list of row numbers (got {str(items)[:80]})")
+            raise EmbtuneError(f"{field} must be a list of row numbers (got {str(items)[:80]})")
         items = [int(i) for i in items]
         bad = [i for i in items if not 0 <= i < len(self.texts)]
         if bad:
