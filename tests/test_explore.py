@@ -98,7 +98,9 @@ def test_label_undo_redo_accept_and_export_through_the_api(server):
     found = json.loads(call(server, "/api/search?q=" + "atm%20cash")[1])
     assert found == list(range(80, 120))
     clusters = json.loads(call(server, "/api/clusters")[1])
-    assert clusters and all(c["size"] == len(c["members"]) for c in clusters)
+    assert clusters and all(c["size"] == len(c["members"]) and 0 <= c["cohesion"] <= 1 for c in clusters)
+    close_knit = [c["size"] * c["cohesion"] for c in clusters]
+    assert close_knit == sorted(close_knit, reverse=True)  # the page offers the most close-knit members first
     assert not set(m for c in clusters for m in c["members"]) & {int(k) for k in labels}  # labelled items left out
     for bad in ({"items": [999], "label": "x"}, {"items": [1], "label": " "}, {"items": 3, "label": "x"},
                 {"items": [1], "label": "x", "left_out": "2"}, {"items": [1], "label": "x", "left_out": [2.5]}):

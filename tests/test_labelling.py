@@ -181,6 +181,24 @@ def test_suggested_clusters_are_the_groups_with_keywords_and_skip_labelled_items
     assert sum(s.size for s in rest) == 90 and all(m >= 30 for s in rest for m in s.members)
 
 
+def test_suggested_clusters_come_close_knit_first_by_the_share_of_neighbours_inside_them():
+    x, y = groups()
+    keep = np.concatenate([np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:20], np.flatnonzero(y == 2)[:10]])
+    x, y = x[keep], y[keep]  # planted groups of 30, 20 and 10
+    found = suggest_clusters(x, None, k=3)
+    # each member's 10 nearest neighbours (itself left out) lie in its own group; the group of 10 has only 9 others
+    assert [s.size for s in found] == [30, 20, 10] and [s.cohesion for s in found] == [1.0, 1.0, 0.9]
+    # a neighbour table in which 8 of every 10 neighbours of the largest group's members lie in the next group: that
+    # group is loose (cohesion 0.2, 6 close-knit members), so it comes last
+    table = np.array([np.flatnonzero(y == g)[: 10] if g else np.r_[np.flatnonzero(y == 1)[:8], np.flatnonzero(y == 0)[:2]]
+                      for g in y])
+    found = suggest_clusters(x, None, k=3, neighbours=table)
+    assert [(s.size, s.cohesion) for s in found] == [(20, 1.0), (10, 1.0), (30, 0.2)]
+    assert [s.close_knit for s in found] == [20.0, 10.0, 6.0]
+    # excluded (labelled) items count as outside the group they are neighbours of
+    assert suggest_clusters(x, None, k=2, exclude=np.flatnonzero(y == 2)[:5], neighbours=table)[-1].cohesion < 1.0
+
+
 def test_queue_is_uncertain_and_spread_out_and_suspects_are_labels_their_neighbours_dispute():
     x, y = groups()
     labelled = {int(i): f"g{y[i]}" for i in range(0, 120, 3)}

@@ -103,10 +103,13 @@ class ExploreSession:
         return [i for i, text in enumerate(self.texts) if regex.search(text)]
 
     def clusters(self, *, top: int = 30) -> list[dict[str, Any]]:
-        """Suggested clusters of the unlabelled items in the work space, largest first."""
+        """Suggested clusters of the unlabelled items in the work space, the most close-knit members first (size x
+        cohesion, see :func:`~embtune.labelling.suggest_clusters`)."""
         labelled = np.array(sorted(self.log.labels()), dtype=np.int64)
-        found = suggest_clusters(self.work_space.vectors, self.texts if self.unit == "texts" else None, exclude=labelled)
-        return [{"cluster": s.cluster, "size": s.size, "keywords": s.keywords, "members": s.members.tolist(),
+        found = suggest_clusters(self.work_space.vectors, self.texts if self.unit == "texts" else None, exclude=labelled,
+                                 neighbours=self.neighbours())
+        return [{"cluster": s.cluster, "size": s.size, "cohesion": round(s.cohesion, 3), "keywords": s.keywords,
+                 "members": s.members.tolist(),
                  "examples": [self.texts[i] for i in s.members[:3]], "example_ids": s.members[:3].tolist()}
                 for s in found[:top]]
 

@@ -175,10 +175,14 @@ async function loadClusters() {
   list.innerHTML = "";
   for (const cluster of found) {
     const li = document.createElement("li");
+    const together = `${Math.round(100 * cluster.cohesion)}% together`;
+    li.title = `${together}: that share of these ${state.unit}' 10 nearest neighbours are in this group too. ` +
+      "The higher it is, the fewer you will take out before labelling the group; the groups with the most such " +
+      `${state.unit} come first.`;
     if (state.unit === "images") {
-      li.appendChild(document.createTextNode(`${cluster.size} images `));
+      li.appendChild(document.createTextNode(`${cluster.size} images, ${together} `));
       cluster.example_ids.forEach((id, j) => li.appendChild(thumb(id, cluster.examples[j])));
-    } else li.textContent = `${cluster.size}: ${cluster.keywords.join(", ")} — ${cluster.examples[0] || ""}`;
+    } else li.textContent = `${cluster.size} texts, ${together}: ${cluster.keywords.join(", ")} — ${cluster.examples[0] || ""}`;
     li.onclick = () => select(cluster.members, -1).then(() => restyleSelection());
     list.appendChild(li);
   }
