@@ -292,6 +292,9 @@ def test_page_in_headless_chromium_labels_undoes_exports_and_survives_kill_9(tin
             page.fill("#label", "card arrival")
             page.press("#label", "Enter")
             page.wait_for_function("Object.keys(window.embtune.labels()).length === 5")
+            # the suggested clusters holding those 5 texts say how much of them is labelled now
+            page.wait_for_function("[...document.querySelectorAll('#clusters li .size')]"
+                                   ".some((s) => / of \\d+ texts not labelled yet|^all \\d+ texts labelled/.test(s.textContent))")
             page.evaluate("window.embtune.select([10, 11])")
             page.wait_for_function("document.getElementById('texts').children.length === 2")
             page.click("#count")  # out of the label box (where "1" would be typed), off the map
@@ -321,6 +324,21 @@ def test_page_in_headless_chromium_labels_undoes_exports_and_survives_kill_9(tin
             assert len(rows) == 300 and set(rows[0]) >= {"text", "intent", "label", "label_source", "confidence"}
             assert [r["label"] for r in rows[:6]] == ["card arrival"] * 5 + [""]
             assert [r["label"] for r in rows[20:23]] == ["top up", "", "top up"]
+            # refresh the suggested clusters (labelled texts are left out of them now), label the first one whole
+            page.evaluate("document.querySelector('#clusters li').dataset.stale = '1'")
+            page.click("#refresh")
+            page.wait_for_function("document.querySelectorAll('#clusters li').length > 0"
+                                   " && !document.querySelector('#clusters li[data-stale]')")
+            assert "% together" in page.inner_text("#clusters li:nth-child(1)")
+            page.click("#clusters li:nth-child(1)")
+            page.wait_for_function("window.embtune.selection().length > 0")
+            members = page.evaluate("window.embtune.selection()")
+            assert not set(members) & {0, 1, 2, 3, 4, 20, 22}
+            page.fill("#label", "cluster one")
+            page.press("#label", "Enter")
+            page.wait_for_function(f"Object.keys(window.embtune.labels()).length === {7 + len(members)}")
+            first = page.locator("#clusters li").first
+            assert "done" in first.get_attribute("class") and first.inner_text().startswith(f"all {len(members)} texts labelled")
             assert not errors, errors
             chrome.close()
     finally:
@@ -331,7 +349,8 @@ def test_page_in_headless_chromium_labels_undoes_exports_and_survives_kill_9(tin
         token = url.split("token=")[1]
         request = urllib.request.Request(url.split("?")[0] + "api/points", headers={"X-Embtune-Token": token})
         labels = json.loads(urllib.request.urlopen(request, timeout=30).read())["labels"]
-        assert sorted(int(k) for k in labels) == [0, 1, 2, 3, 4, 20, 22] and labels["0"][0] == "card arrival"
+        assert sorted(int(k) for k in labels) == sorted([0, 1, 2, 3, 4, 20, 22] + members)
+        assert labels["0"][0] == "card arrival" and {labels[str(m)][0] for m in members} == {"cluster one"}
     finally:
         again.send_signal(signal.SIGINT)
         assert again.wait(timeout=30) == 0  # Ctrl-C stops it cleanly

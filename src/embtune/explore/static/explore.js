@@ -2,7 +2,7 @@
 // which appends them to its event log. window.embtune is a small hook for tests and scripts.
 "use strict";
 const token = new URLSearchParams(location.search).get("token") || "";
-const state = { n: 0, unit: "texts", spaces: [], labels: {}, given: null, selection: [], leftOut: [], recent: [],
+const state = { n: 0, unit: "texts", spaces: [], labels: {}, given: null, selection: [], leftOut: [], recent: [], clusters: [],
   colour: "label", hide: false };
 const $ = (id) => document.getElementById(id);
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -158,6 +158,18 @@ function applyState(result) {
   $("redo").disabled = !result.can_redo;
   $("status").textContent = `${Object.keys(state.labels).length} of ${state.n} labelled`;
   restyle();
+  markClusters();
+}
+
+function markClusters() {
+  // the suggested clusters stay as they were computed (refresh recomputes them); each says how much of it is labelled
+  for (const cluster of state.clusters) {
+    const left = cluster.members.filter((m) => !state.labels[m]).length;
+    const word = state.unit === "images" ? "images" : "texts";
+    cluster.node.querySelector(".size").textContent = left === cluster.size ? `${cluster.size} ${word}`
+      : left ? `${left} of ${cluster.size} ${word} not labelled yet` : `all ${cluster.size} ${word} labelled`;
+    cluster.node.classList.toggle("done", left === 0);
+  }
 }
 
 async function label(name) {
@@ -175,17 +187,23 @@ async function loadClusters() {
   list.innerHTML = "";
   for (const cluster of found) {
     const li = document.createElement("li");
-    const together = `${Math.round(100 * cluster.cohesion)}% together`;
-    li.title = `${together}: that share of these ${state.unit}' 10 nearest neighbours are in this group too. ` +
+    const together = `, ${Math.round(100 * cluster.cohesion)}% together`;
+    li.title = `${together.slice(2)}: that share of these ${state.unit}' 10 nearest neighbours are in this group too. ` +
       "The higher it is, the fewer you will take out before labelling the group; the groups with the most such " +
       `${state.unit} come first.`;
+    const size = document.createElement("span");
+    size.className = "size";
+    li.appendChild(size);
     if (state.unit === "images") {
-      li.appendChild(document.createTextNode(`${cluster.size} images, ${together} `));
+      li.appendChild(document.createTextNode(`${together} `));
       cluster.example_ids.forEach((id, j) => li.appendChild(thumb(id, cluster.examples[j])));
-    } else li.textContent = `${cluster.size} texts, ${together}: ${cluster.keywords.join(", ")} — ${cluster.examples[0] || ""}`;
+    } else li.appendChild(document.createTextNode(`${together}: ${cluster.keywords.join(", ")} — ${cluster.examples[0] || ""}`));
     li.onclick = () => select(cluster.members, -1).then(() => restyleSelection());
     list.appendChild(li);
+    cluster.node = li;
   }
+  state.clusters = found;
+  markClusters();
 }
 
 function restyleSelection() {
