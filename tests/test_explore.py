@@ -289,6 +289,23 @@ def test_page_in_headless_chromium_labels_undoes_exports_and_survives_kill_9(tin
             page.wait_for_function("document.getElementById('texts').children.length === 5")
             assert page.inner_text("#count") == "5"
             assert page.evaluate("window.embtune.shownTexts()")[0] == demo_rows[0]["text"]
+            # a selection larger than the panel: the person pages through it and takes out a text on the last page
+            page.evaluate("window.embtune.select([...Array(120).keys()].map((i) => i + 100))")
+            page.wait_for_function("document.getElementById('texts').children.length === 50")
+            assert page.inner_text("#more") == "show 50 more (50 of 120 shown)"
+            page.click("#more")
+            page.wait_for_function("document.getElementById('texts').children.length === 100")
+            page.click("#more")
+            page.wait_for_function("document.getElementById('texts').children.length === 120")
+            assert not page.is_visible("#more")
+            assert page.evaluate("window.embtune.shownTexts()")[115] == demo_rows[215]["text"]
+            page.click("#texts li:nth-child(116) button.out")
+            page.wait_for_function("document.getElementById('texts').children.length === 119")
+            assert page.inner_text("#count") == "119" and 215 not in page.evaluate("window.embtune.selection()")
+            assert page.evaluate("window.embtune.shownTexts()")[115] == demo_rows[216]["text"]  # the page stays put
+            page.evaluate("window.embtune.select([0, 1, 2, 3, 4])")
+            page.wait_for_function("document.getElementById('texts').children.length === 5")
+            assert "taken out" not in page.inner_text("#leftout") and not page.is_visible("#more")
             page.fill("#label", "card arrival")
             page.press("#label", "Enter")
             page.wait_for_function("Object.keys(window.embtune.labels()).length === 5")

@@ -5,6 +5,7 @@ const token = new URLSearchParams(location.search).get("token") || "";
 const state = { n: 0, unit: "texts", spaces: [], labels: {}, given: null, selection: [], leftOut: [], recent: [], clusters: [],
   colour: "label", hide: false };
 const $ = (id) => document.getElementById(id);
+const PAGE = 50; // texts the selection panel adds at a time (the server's MAX_PANEL)
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
   "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1"];
 
@@ -104,16 +105,27 @@ async function select(items, from, leftOut = []) {
   state.spaces.forEach((_, s) => {
     if (s !== from) Plotly.restyle("plot" + s, { selectedpoints: [items.length ? items : null] });
   });
-  $("count").textContent = String(items.length);
-  $("leftout").textContent = leftOut.length ? `(${leftOut.length} taken out: labelling tells the page they are not that label)` : "";
+  showCount();
   await showTexts(false);
+}
+
+function showCount() {
+  $("count").textContent = String(state.selection.length);
+  const out = state.leftOut.length;
+  $("leftout").textContent = out ? `(${out} taken out: labelling tells the page they are not that label)` : "";
 }
 
 async function leaveOut(id) {
   // the person read this item and it does not belong with the rest: out of the selection, and when the selection is
-  // labelled the server records that it is not that label (propagation then never suggests it for this item)
+  // labelled the server records that it is not that label (propagation then never suggests it for this item). The
+  // panel keeps the rest where they are (the person may be reading page 3 of a large selection).
   if (!state.selection.includes(id)) return;
-  await select(state.selection.filter((i) => i !== id), -1, [...state.leftOut, id]);
+  state.selection = state.selection.filter((i) => i !== id);
+  state.leftOut = [...state.leftOut, id];
+  for (const li of Array.from($("texts").children)) if (+li.dataset.id === id) li.remove();
+  showCount();
+  updateMore();
+  restyleSelection();
 }
 
 function thumb(id, title) {
@@ -130,6 +142,7 @@ function itemNode(id, text, note, removable) {
   // removable (the selection panel): a button that takes the item out of the selection
   const li = document.createElement("li");
   li.dataset.text = text;
+  li.dataset.id = String(id);
   if (removable) {
     const out = document.createElement("button");
     out.className = "out";
@@ -150,6 +163,23 @@ async function showTexts(resample) {
   list.innerHTML = "";
   for (const item of shown.items) list.appendChild(itemNode(item.id, item.text, item.label, true));
   list.dataset.count = String(shown.count);
+  updateMore();
+}
+
+async function showMore() {
+  // the next texts of the selection that the panel does not show yet, added below the others
+  const shown = new Set(Array.from($("texts").children).map((li) => +li.dataset.id));
+  const next = state.selection.filter((i) => !shown.has(i)).slice(0, PAGE);
+  if (!next.length) return;
+  const found = await api("/api/texts", { items: next });
+  for (const item of found.items) $("texts").appendChild(itemNode(item.id, item.text, item.label, true));
+  updateMore();
+}
+
+function updateMore() {
+  const shown = $("texts").children.length, total = state.selection.length;
+  $("more").hidden = shown >= total;
+  $("more").textContent = `show ${Math.min(PAGE, total - shown)} more (${shown} of ${total} shown)`;
 }
 
 function applyState(result) {
@@ -242,6 +272,7 @@ document.addEventListener("keydown", (e) => {
 $("undo").onclick = async () => { applyState(await api("/api/undo", {})); await showTexts(false); };
 $("redo").onclick = async () => { applyState(await api("/api/redo", {})); await showTexts(false); };
 $("resample").onclick = () => showTexts(true);
+$("more").onclick = showMore;
 $("clear").onclick = () => select([], -1).then(restyleSelection);
 $("hide").onchange = (e) => { state.hide = e.target.checked; restyle(); };
 $("colour").onchange = (e) => { state.colour = e.target.value; restyle(); };
