@@ -110,6 +110,37 @@ def test_label_undo_redo_accept_and_export_through_the_api(server):
     assert call(server, "/api/search?q=(", None)[0] == 400
 
 
+def test_retune_is_scored_on_held_out_labels_and_kept_out_of_the_work_space_when_worse(tmp_path):
+    from embtune.tuners.folder import load_tuner_with_base
+
+    session = small_session(tmp_path)
+    with pytest.raises(EmbtuneError, match="two kinds"):
+        session.retune()
+    for items, name in ((range(0, 30), "card"), (range(40, 70), "refund"), (range(80, 100), "atm")):
+        session.label(list(items), name)
+    result = session.retune()
+    assert result["heldout"]["n"] == 16 and result["heldout"]["after"] >= result["heldout"]["before"] == 1.0
+    assert not result["kept"] and [s.name for s in session.spaces] == ["base", "re-tuned on 80 labels"]
+    tuner, _ = load_tuner_with_base(session.output / "retuned_tuner")  # usable with `embtune encode --tuner`
+    x = tuner.transform(session.base_vectors)
+    assert np.allclose(x / np.linalg.norm(x, axis=1, keepdims=True), session.work_space.vectors, atol=1e-5)
+    # the labels follow the space they were made in; the base vectors a re-tune starts from are noise: worse, kept out
+    x = small_session_vectors()
+    noise = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
+    worse = ExploreSession([f"t{i}" for i in range(len(x))], [Space("tuned", x, project(x))], tmp_path / "worse",
+                           base_vectors=noise)
+    for items, name in ((range(0, 30), "card"), (range(40, 70), "refund"), (range(80, 100), "atm")):
+        worse.label(list(items), name)
+    result = worse.retune()
+    assert result["kept"] and result["heldout"]["after"] < result["heldout"]["before"] == 1.0
+    assert [s.name for s in worse.spaces] == ["tuned"] and (tmp_path / "worse" / "retuned_tuner").is_dir()
+    few = small_session(tmp_path / "few")
+    few.label([0, 1, 2], "card")
+    few.label([40, 41], "refund")
+    result = few.retune()
+    assert "5 manual labels" in result["heldout"]["skipped"] and not result["kept"] and len(few.spaces) == 2
+
+
 def test_export_keeps_every_original_column(tmp_path):
     source = tmp_path / "c.jsonl"
     rows = [{"id": i, "text": f"{WORDS[i // 40]} {i}", "lang": "en"} for i in range(160)]
@@ -356,6 +387,11 @@ def test_page_in_headless_chromium_labels_undoes_exports_and_survives_kill_9(tin
             page.wait_for_function(f"Object.keys(window.embtune.labels()).length === {7 + len(members)}")
             first = page.locator("#clusters li").first
             assert "done" in first.get_attribute("class") and first.inner_text().startswith(f"all {len(members)} texts labelled")
+            page.click("#retune")  # says how the re-tuned space does on labels held out from a trial fit
+            page.wait_for_function("document.getElementById('retuned').textContent.startsWith('fitted on')", timeout=60_000)
+            said = page.inner_text("#retuned")
+            assert re.search(r"kNN accuracy \d+\.\d% against \d+\.\d% in the space before", said) or (
+                len(members) + 7 < 20 and "No held-out check" in said), said
             assert not errors, errors
             chrome.close()
     finally:

@@ -28,6 +28,7 @@ from embtune.explore.maps import project
 from embtune.labelling import EVENTS_FILE, LabelLog, next_to_label, propagate, suggest_clusters, suspects
 
 log = logging.getLogger(__name__)
+MIN_HELDOUT_LABELS = 20  # manual labels a re-tune needs before it is scored on a held-out part of them
 MAX_PANEL = 50  # texts the selection panel shows at once (a resample draws another 50)
 RETUNED = "retuned_tuner"  # the tuner the re-tune button fits, in the output folder
 
@@ -182,7 +183,9 @@ class ExploreSession:
 
     def retune(self, progress=None) -> dict[str, Any]:
         """Fit a ContrastiveTuner on the manual labels so far (on the frozen base vectors), save it to the output
-        folder, and show its space beside the one before it."""
+        folder, and show its space beside the one before it, where suggestions and propagation then work. When the
+        held-out check (:meth:`heldout_check`) finds it worse for these labels than the space they were made in, the
+        tuner is still saved but the maps and the work space stay as they were (``kept``: true)."""
         from embtune.tuners import ContrastiveTuner
         from embtune.tuners.folder import save_tuner_folder
 
@@ -190,19 +193,41 @@ class ExploreSession:
         if len(set(manual.values())) < 2:
             raise EmbtuneError("re-tune needs manual labels of at least two kinds; label a few selections first")
         items = np.array(sorted(manual), dtype=np.int64)
+        names = np.array([manual[i] for i in items])
         start = time.perf_counter()
-        tuner = ContrastiveTuner(random_state=0).fit(self.base_vectors[items], np.array([manual[i] for i in items]))
+        heldout = self.heldout_check(items, names)
+        tuner = ContrastiveTuner(random_state=0).fit(self.base_vectors[items], names)
         save_tuner_folder(tuner, self.output / RETUNED, {**self.base_meta, "method": "contrastive",
                                                           "made_by": "embtune explore (re-tune)", "n_fit": len(items)})
-        vectors = l2_normalize(tuner.transform(self.base_vectors))
-        before = self.spaces[-1]
-        self.spaces = [before, Space(f"re-tuned on {len(items)} labels", vectors,
-                                     project(vectors, self.projection, init=before.xy))]
-        self._neighbours = None  # a new work space
-        log.info("explore: re-tuned on %d labels in %.1f s; saved to %s", len(items), time.perf_counter() - start,
-                 self.output / RETUNED)
+        kept = heldout.get("after", 1.0) < heldout.get("before", 0.0)
+        if not kept:
+            vectors = l2_normalize(tuner.transform(self.base_vectors))
+            before = self.spaces[-1]
+            self.spaces = [before, Space(f"re-tuned on {len(items)} labels", vectors,
+                                         project(vectors, self.projection, init=before.xy))]
+            self._neighbours = None  # a new work space
+        log.info("explore: re-tuned on %d labels in %.1f s; saved to %s; held out: %s%s", len(items),
+                 time.perf_counter() - start, self.output / RETUNED, heldout,
+                 "; worse than the space before, which stays" if kept else "")
         return {"seconds": round(time.perf_counter() - start, 1), "tuner": str(self.output / RETUNED),
-                "n_labels": len(items)}
+                "n_labels": len(items), "heldout": heldout, "kept": kept}
+
+    def heldout_check(self, items: np.ndarray, names: np.ndarray) -> dict[str, Any]:
+        """Is a re-tune better for these labels than the space they were made in? The same tuner is fitted on 80 % of
+        the manual labels (stratified where every label has two) and both spaces are scored on the other 20 %: the
+        kNN accuracy (10 neighbours, cosine) of the held-out items' labels from the fitted ones. ``before``,
+        ``after``, ``n`` (items held out); ``skipped`` (why) with fewer than MIN_HELDOUT_LABELS labels."""
+        from embtune.evaluation.probes import holdout_split, knn_accuracy
+        from embtune.tuners import ContrastiveTuner
+
+        if len(items) < MIN_HELDOUT_LABELS:
+            return {"skipped": f"{len(items)} manual labels; a held-out check needs {MIN_HELDOUT_LABELS}"}
+        train, test = holdout_split(names, seed=0)
+        trial = ContrastiveTuner(random_state=0).fit(self.base_vectors[items[train]], names[train])
+        scores = {}
+        for when, vectors in (("before", self.work_space.vectors[items]), ("after", trial.transform(self.base_vectors[items]))):
+            scores[when] = round(knn_accuracy(vectors[train], names[train], vectors[test], names[test]), 4)
+        return {**scores, "n": int(len(test))}
 
     def export(self, fmt: str) -> tuple[str, Path]:
         """Write ``labels.jsonl`` or ``labels.csv`` in the output folder: every original column of each row plus

@@ -289,7 +289,13 @@ $("retune").onclick = async () => {
   state.spaces = result.spaces;
   draw();
   applyState(result);
-  $("retuned").textContent = `fitted on ${result.n_labels} labels in ${result.seconds} s, saved to ${result.tuner}`;
+  const held = result.heldout, pct = (v) => `${(100 * v).toFixed(1)}%`;
+  const proof = held.skipped ? ` No held-out check (${held.skipped}).`
+    : ` On ${held.n} of your labels held out from a trial fit, kNN accuracy ${pct(held.after)} against ` +
+      `${pct(held.before)} in the space before` + (result.kept
+        ? ": worse for your labels, so the maps and suggestions stay as they were (the tuner is saved if you want it)."
+        : ".");
+  $("retuned").textContent = `fitted on ${result.n_labels} labels in ${result.seconds} s, saved to ${result.tuner}.${proof}`;
 };
 $("refresh").onclick = loadClusters;
 $("next").onclick = async () => {
