@@ -14,7 +14,8 @@ The annotator sees the labels (it stands for the person); nothing else does. Its
   most similar labelled items; a label an item was taken out of gets no vote) with confidence >= ``--accept`` (0.9):
   one action. Those labels can be wrong.
 - **re-tune** (third space only): after ``--retune-at`` actions, a ContrastiveTuner is fitted on the labels so far (the
-  manual ones) on the tuned vectors, and labelling continues in its space.
+  manual ones) on the tuned vectors, and labelling continues in its space, unless (as on the page) the held-out check
+  finds it worse for those labels than the space they were made in; then labelling continues where it was.
 
 Reported after 10 / 25 / 50 / 100 actions: labelled fraction and label accuracy (over the labelled items). Also the
 actions each space needs to first reach the coverage targets (at accuracy >= 90 %): the issue's target is that the
@@ -125,12 +126,18 @@ def annotate(x: np.ndarray, truth: np.ndarray, texts: list[str], *, actions: int
 
 
 def retuned(x: np.ndarray, manual: dict[int, str], seed: int) -> np.ndarray:
-    """The space after one re-tune: a ContrastiveTuner fitted on the manual labels so far, applied to every item."""
+    """The space after one re-tune: a ContrastiveTuner fitted on the manual labels so far, applied to every item; or
+    ``x`` itself when the page's held-out check finds that space worse for the labels (the page keeps its space)."""
+    from embtune.explore.session import heldout_check
     from embtune.tuners import ContrastiveTuner
 
     items = np.array(sorted(manual), dtype=np.int64)
-    tuner = ContrastiveTuner(random_state=seed).fit(x[items], np.array([manual[i] for i in items]))
-    return tuner.transform(x)
+    names = np.array([manual[i] for i in items])
+    check = heldout_check(x, x, items, names)
+    print(f"  re-tune on {len(items)} labels, held out: {check}", flush=True)
+    if check.get("worse"):
+        return x
+    return ContrastiveTuner(random_state=seed).fit(x[items], names).transform(x)
 
 
 def where_actions_went(history: list[dict]) -> dict:

@@ -120,7 +120,8 @@ def test_retune_is_scored_on_held_out_labels_and_kept_out_of_the_work_space_when
         session.label(list(items), name)
     result = session.retune()
     assert result["heldout"]["n"] == 16 and result["heldout"]["after"] >= result["heldout"]["before"] == 1.0
-    assert not result["kept"] and [s.name for s in session.spaces] == ["base", "re-tuned on 80 labels"]
+    assert not result["kept"] and not result["heldout"]["worse"]
+    assert [s.name for s in session.spaces] == ["base", "re-tuned on 80 labels"]
     tuner, _ = load_tuner_with_base(session.output / "retuned_tuner")  # usable with `embtune encode --tuner`
     x = tuner.transform(session.base_vectors)
     assert np.allclose(x / np.linalg.norm(x, axis=1, keepdims=True), session.work_space.vectors, atol=1e-5)
@@ -132,7 +133,7 @@ def test_retune_is_scored_on_held_out_labels_and_kept_out_of_the_work_space_when
     for items, name in ((range(0, 30), "card"), (range(40, 70), "refund"), (range(80, 100), "atm")):
         worse.label(list(items), name)
     result = worse.retune()
-    assert result["kept"] and result["heldout"]["after"] < result["heldout"]["before"] == 1.0
+    assert result["kept"] and result["heldout"]["worse"] and result["heldout"]["after"] < 0.8 < result["heldout"]["before"]
     assert [s.name for s in worse.spaces] == ["tuned"] and (tmp_path / "worse" / "retuned_tuner").is_dir()
     few = small_session(tmp_path / "few")
     few.label([0, 1, 2], "card")

@@ -184,7 +184,7 @@ class ExploreSession:
     def retune(self, progress=None) -> dict[str, Any]:
         """Fit a ContrastiveTuner on the manual labels so far (on the frozen base vectors), save it to the output
         folder, and show its space beside the one before it, where suggestions and propagation then work. When the
-        held-out check (:meth:`heldout_check`) finds it worse for these labels than the space they were made in, the
+        held-out check (:func:`heldout_check`) finds it worse for these labels than the space they were made in, the
         tuner is still saved but the maps and the work space stay as they were (``kept``: true)."""
         from embtune.tuners import ContrastiveTuner
         from embtune.tuners.folder import save_tuner_folder
@@ -195,11 +195,11 @@ class ExploreSession:
         items = np.array(sorted(manual), dtype=np.int64)
         names = np.array([manual[i] for i in items])
         start = time.perf_counter()
-        heldout = self.heldout_check(items, names)
+        heldout = heldout_check(self.work_space.vectors, self.base_vectors, items, names)
         tuner = ContrastiveTuner(random_state=0).fit(self.base_vectors[items], names)
         save_tuner_folder(tuner, self.output / RETUNED, {**self.base_meta, "method": "contrastive",
                                                           "made_by": "embtune explore (re-tune)", "n_fit": len(items)})
-        kept = heldout.get("after", 1.0) < heldout.get("before", 0.0)
+        kept = heldout.get("worse", False)
         if not kept:
             vectors = l2_normalize(tuner.transform(self.base_vectors))
             before = self.spaces[-1]
@@ -211,23 +211,6 @@ class ExploreSession:
                  "; worse than the space before, which stays" if kept else "")
         return {"seconds": round(time.perf_counter() - start, 1), "tuner": str(self.output / RETUNED),
                 "n_labels": len(items), "heldout": heldout, "kept": kept}
-
-    def heldout_check(self, items: np.ndarray, names: np.ndarray) -> dict[str, Any]:
-        """Is a re-tune better for these labels than the space they were made in? The same tuner is fitted on 80 % of
-        the manual labels (stratified where every label has two) and both spaces are scored on the other 20 %: the
-        kNN accuracy (10 neighbours, cosine) of the held-out items' labels from the fitted ones. ``before``,
-        ``after``, ``n`` (items held out); ``skipped`` (why) with fewer than MIN_HELDOUT_LABELS labels."""
-        from embtune.evaluation.probes import holdout_split, knn_accuracy
-        from embtune.tuners import ContrastiveTuner
-
-        if len(items) < MIN_HELDOUT_LABELS:
-            return {"skipped": f"{len(items)} manual labels; a held-out check needs {MIN_HELDOUT_LABELS}"}
-        train, test = holdout_split(names, seed=0)
-        trial = ContrastiveTuner(random_state=0).fit(self.base_vectors[items[train]], names[train])
-        scores = {}
-        for when, vectors in (("before", self.work_space.vectors[items]), ("after", trial.transform(self.base_vectors[items]))):
-            scores[when] = round(knn_accuracy(vectors[train], names[train], vectors[test], names[test]), 4)
-        return {**scores, "n": int(len(test))}
 
     def export(self, fmt: str) -> tuple[str, Path]:
         """Write ``labels.jsonl`` or ``labels.csv`` in the output folder: every original column of each row plus
@@ -289,6 +272,33 @@ class ExploreSession:
                     if isinstance(value, str) and value.strip():
                         by_path.setdefault(str(index_path(self.source, value).resolve()), dict(row))
         return [by_path.get(p, {"path": p}) for p in self.texts]
+
+
+def heldout_check(before: np.ndarray, base: np.ndarray, items: np.ndarray, names: np.ndarray) -> dict[str, Any]:
+    """Is a re-tune better for these labels than the space they were made in (``before``, rows = the corpus)? The
+    re-tune's ContrastiveTuner is fitted on the ``base`` vectors of 80 % of the labelled ``items`` (stratified by
+    ``names`` where every label has two) and both spaces are scored on the other 20 %: the kNN accuracy (10
+    neighbours, cosine) of the held-out items' labels from the fitted ones. Returns ``before``, ``after``, ``n``
+    (items held out) and ``worse``: after is below before by more than two standard errors of the difference (two
+    accuracies on n items), or ``skipped`` (why) with fewer than MIN_HELDOUT_LABELS labels.
+
+    Only a clear loss counts as worse: labels made from suggested clusters are easy to tell apart in either space
+    (held-out accuracy 0.97-1.0 on the text sets of bench/labelling_effort.py), so small differences are noise. On
+    StackOverflow a re-tune scored 0.9973 against 1.0 on 1,095 held-out labels and still cut the actions to label
+    half the set from 92 to 63."""
+    from embtune.evaluation.probes import holdout_split, knn_accuracy
+    from embtune.tuners import ContrastiveTuner
+
+    if len(items) < MIN_HELDOUT_LABELS:
+        return {"skipped": f"{len(items)} manual labels; a held-out check needs {MIN_HELDOUT_LABELS}"}
+    train, test = holdout_split(names, seed=0)
+    trial = ContrastiveTuner(random_state=0).fit(base[items[train]], names[train])
+    scores = {}
+    for when, vectors in (("before", before[items]), ("after", trial.transform(base[items]))):
+        scores[when] = round(knn_accuracy(vectors[train], names[train], vectors[test], names[test]), 4)
+    n = len(test)
+    noise = 2 * np.sqrt((scores["before"] * (1 - scores["before"]) + scores["after"] * (1 - scores["after"])) / n)
+    return {**scores, "n": int(n), "worse": bool(scores["after"] < scores["before"] - noise)}
 
 
 def open_session(corpus, output: str | Path, *, model: str | None = None, tuner: str | Path | None = None,

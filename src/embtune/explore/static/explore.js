@@ -294,7 +294,7 @@ $("retune").onclick = async () => {
     : ` On ${held.n} of your labels held out from a trial fit, kNN accuracy ${pct(held.after)} against ` +
       `${pct(held.before)} in the space before` + (result.kept
         ? ": worse for your labels, so the maps and suggestions stay as they were (the tuner is saved if you want it)."
-        : ".");
+        : held.after < held.before ? " (lower, but within the noise of that many labels)." : ".");
   $("retuned").textContent = `fitted on ${result.n_labels} labels in ${result.seconds} s, saved to ${result.tuner}.${proof}`;
 };
 $("refresh").onclick = loadClusters;
