@@ -283,7 +283,7 @@ def heldout_check(before: np.ndarray, base: np.ndarray, items: np.ndarray, names
     accuracies on n items), or ``skipped`` (why) with fewer than MIN_HELDOUT_LABELS labels.
 
     Only a clear loss counts as worse: labels made from suggested clusters are easy to tell apart in either space
-    (held-out accuracy 0.97-1.0 on the text sets of bench/labelling_effort.py), so small differences are noise. On
+    (held-out accuracy 0.986-1.0 on the five text sets of bench/labelling_effort.py), so small differences are noise. On
     StackOverflow a re-tune scored 0.9973 against 1.0 on 1,095 held-out labels and still cut the actions to label
     half the set from 92 to 63."""
     from embtune.evaluation.probes import holdout_split, knn_accuracy
