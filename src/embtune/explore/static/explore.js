@@ -193,9 +193,9 @@ function applyState(result) {
 
 function markClusters() {
   // the suggested clusters stay as they were computed (refresh recomputes them); each says how much of it is labelled
+  const word = state.unit === "images" ? "images" : "texts";
   for (const cluster of state.clusters) {
     const left = cluster.members.filter((m) => !state.labels[m]).length;
-    const word = state.unit === "images" ? "images" : "texts";
     cluster.node.querySelector(".size").textContent = left === cluster.size ? `${cluster.size} ${word}`
       : left ? `${left} of ${cluster.size} ${word} not labelled yet` : `all ${cluster.size} ${word} labelled`;
     cluster.node.classList.toggle("done", left === 0);
@@ -217,17 +217,17 @@ async function loadClusters() {
   list.innerHTML = "";
   for (const cluster of found) {
     const li = document.createElement("li");
-    const together = `, ${Math.round(100 * cluster.cohesion)}% together`;
-    li.title = `${together.slice(2)}: that share of these ${state.unit}' 10 nearest neighbours are in this group too. ` +
+    const together = `${Math.round(100 * cluster.cohesion)}% together`;
+    li.title = `${together}: that share of these ${state.unit}' 10 nearest neighbours are in this group too. ` +
       "The higher it is, the fewer you will take out before labelling the group; the groups with the most such " +
       `${state.unit} come first.`;
     const size = document.createElement("span");
     size.className = "size";
     li.appendChild(size);
     if (state.unit === "images") {
-      li.appendChild(document.createTextNode(`${together} `));
+      li.appendChild(document.createTextNode(`, ${together} `));
       cluster.example_ids.forEach((id, j) => li.appendChild(thumb(id, cluster.examples[j])));
-    } else li.appendChild(document.createTextNode(`${together}: ${cluster.keywords.join(", ")} — ${cluster.examples[0] || ""}`));
+    } else li.appendChild(document.createTextNode(`, ${together}: ${cluster.keywords.join(", ")} — ${cluster.examples[0] || ""}`));
     li.onclick = () => select(cluster.members, -1).then(() => restyleSelection());
     list.appendChild(li);
     cluster.node = li;
