@@ -110,6 +110,21 @@ def test_label_undo_redo_accept_and_export_through_the_api(server):
     assert call(server, "/api/search?q=(", None)[0] == 400
 
 
+def test_the_groups_are_computed_once_per_label_state_and_again_after_a_label(tmp_path, monkeypatch):
+    import embtune.explore.session as session_module
+
+    session = small_session(tmp_path)
+    assert session.prepare() >= 0
+    first = session.clusters()
+    calls = []
+    real = session_module.suggest_clusters
+    monkeypatch.setattr(session_module, "suggest_clusters", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert session.clusters() == first and session.clusters(top=2) == first[:2] and not calls  # from the first time
+    session.label(first[0]["members"], "card")
+    again = session.clusters()
+    assert calls == [1] and not set(first[0]["members"]) & {m for c in again for m in c["members"]}
+
+
 def test_retune_is_scored_on_held_out_labels_and_kept_out_of_the_work_space_when_worse(tmp_path):
     from embtune.tuners.folder import load_tuner_with_base
 
@@ -290,11 +305,13 @@ def _open_page(playwright, browser):
 def _start(corpus, model, out, port=0):
     process = subprocess.Popen([sys.executable, "-m", "embtune", "explore", str(corpus), "-o", str(out), "--model",
                                 str(model), "--port", str(port), "-q"], stdout=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
+    deadline, said = time.time() + 120, []
     while time.time() < deadline:
         line = process.stdout.readline()
+        said.append(line)
         found = re.search(r"(http://\S+)", line)
-        if found:
+        if found:  # the suggested groups were computed before the server listened
+            assert any(re.match(r"  ready in \d+\.\d s", said_line) for said_line in said), said
             return process, found.group(1)
         if process.poll() is not None:
             raise AssertionError(f"explore exited with {process.returncode}")

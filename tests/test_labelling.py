@@ -181,6 +181,16 @@ def test_suggested_clusters_are_the_groups_with_keywords_and_skip_labelled_items
     assert sum(s.size for s in rest) == 90 and all(m >= 30 for s in rest for m in s.members)
 
 
+def test_above_the_sample_size_group_centres_come_from_a_sample_and_every_item_still_joins_a_group(monkeypatch):
+    import embtune.labelling.assist as assist
+
+    x, y = groups()
+    monkeypatch.setattr(assist, "KMEANS_SAMPLE", 40)  # 120 items: centres from 40 of them
+    found = suggest_clusters(x, None, k=4)
+    assert sorted(np.concatenate([s.members for s in found]).tolist()) == list(range(len(x)))
+    assert sorted(s.size for s in found) == [30] * 4 and all(len(set(y[s.members].tolist())) == 1 for s in found)
+
+
 def test_suggested_clusters_come_close_knit_first_by_the_share_of_neighbours_inside_them():
     x, y = groups()
     keep = np.concatenate([np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:20], np.flatnonzero(y == 2)[:10]])

@@ -143,6 +143,8 @@ def serve(session, *, host: str = "127.0.0.1", port: int = 0, open_browser: bool
     import signal
     import webbrowser
 
+    say(f"working out suggested groups of the {len(session.texts):,} {session.unit} ...")
+    say(f"  ready in {session.prepare():.1f} s")
     try:
         server = ExploreServer(session, host, port)
     except OSError as e:

@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,8 @@ class ExploreSession:
         self.log = LabelLog.open(self.output / EVENTS_FILE)
         self._rng = np.random.default_rng(0)
         self._neighbours: np.ndarray | None = None  # the work space's neighbour table, computed on first use
+        self._computing = threading.RLock()  # one computation of the table and the groups at a time
+        self._clusters: tuple[bytes, list[dict[str, Any]]] | None = None  # (the labelled items, the groups for them)
 
     @property
     def work_space(self) -> Space:
@@ -63,9 +66,19 @@ class ExploreSession:
 
     def neighbours(self) -> np.ndarray:
         """Each item's 10 nearest items in the work space: labels change, this does not (until a re-tune)."""
-        if self._neighbours is None:
-            self._neighbours = nearest_neighbors(self.work_space.vectors, 10)
-        return self._neighbours
+        with self._computing:
+            if self._neighbours is None:
+                self._neighbours = nearest_neighbors(self.work_space.vectors, 10)
+            return self._neighbours
+
+    def prepare(self) -> float:
+        """Compute what the page asks for first (the neighbour table and the suggested groups) now, before the server
+        listens; returns the seconds it took. At 100,000 points these take seconds; computed while the page was in
+        use (in a request's thread, or in a background thread even at a low priority), they slowed a lasso in
+        bench/explore_load.py from about 245 ms to 335-355 ms to fill the panel, as the browser shares the CPU."""
+        start = time.perf_counter()
+        self.clusters()
+        return time.perf_counter() - start
 
     def label_names(self) -> dict[int, str]:
         """Item -> its current label (manual or accepted)."""
@@ -107,12 +120,17 @@ class ExploreSession:
         """Suggested clusters of the unlabelled items in the work space, the most close-knit members first (size x
         cohesion, see :func:`~embtune.labelling.suggest_clusters`)."""
         labelled = np.array(sorted(self.log.labels()), dtype=np.int64)
-        found = suggest_clusters(self.work_space.vectors, self.texts if self.unit == "texts" else None, exclude=labelled,
-                                 neighbours=self.neighbours())
-        return [{"cluster": s.cluster, "size": s.size, "cohesion": round(s.cohesion, 3), "keywords": s.keywords,
-                 "members": s.members.tolist(),
-                 "examples": [self.texts[i] for i in s.members[:3]], "example_ids": s.members[:3].tolist()}
-                for s in found[:top]]
+        with self._computing:  # the same labels in the same space: the groups computed last time (e.g. by prepare)
+            if self._clusters is not None and self._clusters[0] == labelled.tobytes():
+                return self._clusters[1][:top]
+            found = suggest_clusters(self.work_space.vectors, self.texts if self.unit == "texts" else None,
+                                     exclude=labelled, neighbours=self.neighbours())
+            groups = [{"cluster": s.cluster, "size": s.size, "cohesion": round(s.cohesion, 3), "keywords": s.keywords,
+                       "members": s.members.tolist(),
+                       "examples": [self.texts[i] for i in s.members[:3]], "example_ids": s.members[:3].tolist()}
+                      for s in found[:max(top, 30)]]
+            self._clusters = (labelled.tobytes(), groups)
+            return groups[:top]
 
     def propagation(self) -> dict[str, Any]:
         """The propagated label and confidence of every unlabelled item (from the manual labels and accepted ones)."""
@@ -205,7 +223,8 @@ class ExploreSession:
             before = self.spaces[-1]
             self.spaces = [before, Space(f"re-tuned on {len(items)} labels", vectors,
                                          project(vectors, self.projection, init=before.xy))]
-            self._neighbours = None  # a new work space
+            with self._computing:  # a new work space
+                self._neighbours, self._clusters = None, None
         log.info("explore: re-tuned on %d labels in %.1f s; saved to %s; held out: %s%s", len(items),
                  time.perf_counter() - start, self.output / RETUNED, heldout,
                  "; worse than the space before, which stays" if kept else "")

@@ -21,6 +21,11 @@ import numpy as np
 from embtune.data.vectors import l2_normalize, nearest_neighbors
 
 
+# Above this many unlabelled items the groups' centres are fitted on a random sample of this size, and every item then
+# joins its nearest centre: at 100,000 items (k = 200) the fit took 4.5 s on all of them, against ~1 s this way.
+KMEANS_SAMPLE = 20_000
+
+
 @dataclass
 class Suggestion:
     cluster: int
@@ -63,7 +68,8 @@ def suggest_clusters(vectors: np.ndarray, texts: list[str] | None, *, k: int | N
                      exclude: np.ndarray | None = None, keywords: int = 5,
                      neighbours: np.ndarray | None = None) -> list[Suggestion]:
     """KMeans groups of the items not in ``exclude`` (e.g. those already labelled). ``k``: default one group per ~50
-    items, between 2 and 200. ``texts`` None (an image corpus): groups without keywords.
+    items, between 2 and 200 (centres fitted on a sample of KMEANS_SAMPLE items when there are more). ``texts`` None
+    (an image corpus): groups without keywords.
 
     Each group's cohesion is the share of its members' nearest neighbours (``neighbours``: the corpus's neighbour
     table, :func:`~embtune.data.vectors.nearest_neighbors` of ``vectors``; computed here with 10 when not given) that
@@ -80,8 +86,9 @@ def suggest_clusters(vectors: np.ndarray, texts: list[str] | None, *, k: int | N
     if len(items) < 2:
         return []
     k = int(min(len(items), k or min(200, max(2, len(items) // 50))))
-    model = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(x[items])
-    assignment = model.labels_
+    fit_on = items if len(items) <= KMEANS_SAMPLE else np.random.default_rng(seed).choice(items, KMEANS_SAMPLE, replace=False)
+    model = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(x[fit_on])
+    assignment = model.predict(x[items]) if len(fit_on) < len(items) else model.labels_
     words = class_tfidf_keywords([texts[i] for i in items], assignment, top=keywords) if texts is not None and keywords else {}
     table = nearest_neighbors(x, 10) if neighbours is None else neighbours
     group_of = np.full(len(x), -1)
