@@ -405,6 +405,29 @@ def test_page_in_headless_chromium_labels_undoes_exports_and_survives_kill_9(tin
             page.wait_for_function(f"Object.keys(window.embtune.labels()).length === {7 + len(members)}")
             first = page.locator("#clusters li").first
             assert "done" in first.get_attribute("class") and first.inner_text().startswith(f"all {len(members)} texts labelled")
+            # the accept button counts the propagated guesses at its threshold, as the server has them
+            page.fill("#threshold", "0.5")
+            page.dispatch_event("#threshold", "input")
+            guesses = page.evaluate("fetch('/api/propagation', {headers: {'X-Embtune-Token': new URLSearchParams("
+                                    "location.search).get('token')}}).then((r) => r.json())")
+            sure = sum(c >= 0.5 for c in guesses["confidence"])
+            page.wait_for_function(f"document.getElementById('accept').textContent === 'accept {sure}'")
+            # on the map an unlabelled item shows its guess: that label's colour, fainter the less sure
+            item, conf = guesses["items"][0], guesses["confidence"][0]
+            marker = page.evaluate(f"(() => {{ const m = document.getElementById('plot0').data[0].marker;"
+                                   f" return [m.color[{item}], m.opacity[{item}], m.color[0]]; }})()")
+            assert abs(marker[1] - (0.1 + 0.4 * conf)) < 1e-6 and marker[0] != "#c8c8c8"
+            assert guesses["labels"][0] != "card arrival" or marker[0] == marker[2]  # item 0 is labelled card arrival
+            assert page.is_disabled("#accept") == (sure == 0)
+            if sure:
+                before = len(page.evaluate("window.embtune.labels()"))
+                page.click("#accept")
+                page.wait_for_function(f"Object.keys(window.embtune.labels()).length === {before + sure}")
+                assert page.inner_text("#accepted") == f"{sure} accepted"
+            page.fill("#threshold", "1.01")  # above any confidence: nothing to accept, the button is off
+            page.dispatch_event("#threshold", "input")
+            assert page.inner_text("#accept") == "accept 0" and page.is_disabled("#accept")
+            labelled = {int(k): v for k, v in page.evaluate("window.embtune.labels()").items()}
             page.click("#retune")  # says how the re-tuned space does on labels held out from a trial fit
             page.wait_for_function("document.getElementById('retuned').textContent.startsWith('fitted on')", timeout=60_000)
             said = page.inner_text("#retuned")
@@ -420,7 +443,7 @@ def test_page_in_headless_chromium_labels_undoes_exports_and_survives_kill_9(tin
         token = url.split("token=")[1]
         request = urllib.request.Request(url.split("?")[0] + "api/points", headers={"X-Embtune-Token": token})
         labels = json.loads(urllib.request.urlopen(request, timeout=30).read())["labels"]
-        assert sorted(int(k) for k in labels) == sorted([0, 1, 2, 3, 4, 20, 22] + members)
+        assert sorted(int(k) for k in labels) == sorted(labelled) and set(labelled) >= {0, 1, 2, 3, 4, 20, 22, *members}
         assert labels["0"][0] == "card arrival" and {labels[str(m)][0] for m in members} == {"cluster one"}
     finally:
         again.send_signal(signal.SIGINT)

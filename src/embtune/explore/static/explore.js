@@ -3,7 +3,7 @@
 "use strict";
 const token = new URLSearchParams(location.search).get("token") || "";
 const state = { n: 0, unit: "texts", spaces: [], labels: {}, given: null, selection: [], leftOut: [], recent: [], clusters: [],
-  colour: "label", hide: false };
+  colour: "label", hide: false, guess: {}, guessed: 0 };
 const $ = (id) => document.getElementById(id);
 const PAGE = 50; // texts the selection panel adds at a time (the server's MAX_PANEL)
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -35,7 +35,7 @@ function colours() {
   const out = new Array(state.n);
   for (let i = 0; i < state.n; i++) {
     let name = null;
-    if (state.colour === "label" && state.labels[i]) name = state.labels[i][0];
+    if (state.colour === "label") name = state.labels[i] ? state.labels[i][0] : state.guess[i] ? state.guess[i][0] : null;
     if (source) name = source[i];
     if (name === null) { out[i] = "#c8c8c8"; continue; }
     if (!(name in names)) names[name] = Object.keys(names).length;
@@ -45,10 +45,13 @@ function colours() {
 }
 
 function opacity() {
+  // manual labels solid; accepted propagated ones by their confidence; an unlabelled item's propagated guess (not
+  // accepted yet) fainter still, by its confidence
   const out = new Array(state.n);
+  const guesses = state.colour === "label";
   for (let i = 0; i < state.n; i++) {
-    const l = state.labels[i];
-    out[i] = state.hide && l ? 0 : l && l[1] === "propagated" ? 0.3 + 0.6 * l[2] : 0.8;
+    const l = state.labels[i], g = guesses && !l && state.guess[i];
+    out[i] = state.hide && l ? 0 : l && l[1] === "propagated" ? 0.3 + 0.6 * l[2] : g ? 0.1 + 0.4 * g[1] : 0.8;
   }
   return uniform(out);
 }
@@ -189,6 +192,27 @@ function applyState(result) {
   $("status").textContent = `${Object.keys(state.labels).length} of ${state.n} labelled`;
   restyle();
   markClusters();
+  loadGuesses();
+}
+
+async function loadGuesses() {
+  // the propagated label and confidence of every unlabelled item, for the map and the accept button; a newer call
+  // (labels changed again meanwhile) wins
+  const asked = ++state.guessed;
+  const found = Object.keys(state.labels).length ? await api("/api/propagation") : { items: [], labels: [], confidence: [] };
+  if (asked !== state.guessed) return;
+  state.guess = {};
+  found.items.forEach((item, j) => { state.guess[item] = [found.labels[j], found.confidence[j]]; });
+  if (state.colour === "label") restyle();
+  updateAccept();
+}
+
+function updateAccept() {
+  // the button says how many guesses it would accept at the threshold, and is off when that is none
+  const threshold = +$("threshold").value;
+  const sure = Object.values(state.guess).filter((g) => g[1] >= threshold).length;
+  $("accept").textContent = `accept ${sure}`;
+  $("accept").disabled = sure === 0;
 }
 
 function markClusters() {
@@ -283,6 +307,7 @@ $("accept").onclick = async () => {
   applyState(result);
   $("accepted").textContent = `${result.accepted} accepted`;
 };
+$("threshold").addEventListener("input", updateAccept);
 $("retune").onclick = async () => {
   $("retuned").textContent = "fitting…";
   const result = await api("/api/retune", {});
