@@ -12,10 +12,13 @@ The annotator sees the labels (it stands for the person); nothing else does. Its
   before it did);
 - **accept action**: after every 4 cluster actions, accept every propagated label (similarity-weighted vote of the 10
   most similar labelled items; a label an item was taken out of gets no vote) with confidence >= ``--accept`` (0.9):
-  one action. Those labels can be wrong.
+  one action. Those labels can be wrong. When there is none, the page's button says "accept 0" and is off, so the
+  reader takes a cluster action instead (``--always-accept``: the accept action is spent anyway, as before the button
+  said how many).
 - **re-tune** (third space only): after ``--retune-at`` actions, a ContrastiveTuner is fitted on the labels so far (the
-  manual ones) on the tuned vectors, and labelling continues in its space, unless (as on the page) the held-out check
-  finds it worse for those labels than the space they were made in; then labelling continues where it was.
+  manual ones) on the base model's vectors, as the page's button does, and labelling continues in its space, unless
+  (as on the page) the held-out check finds it worse for those labels than the space they were made in; then
+  labelling continues where it was.
 
 Reported after 10 / 25 / 50 / 100 actions: labelled fraction and label accuracy (over the labelled items). Also the
 actions each space needs to first reach the coverage targets (at accuracy >= 90 %): the issue's target is that the
@@ -71,12 +74,14 @@ def set_vectors(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 
 def annotate(x: np.ndarray, truth: np.ndarray, texts: list[str], *, actions: int, accept: float, refresh: int,
-             retune_at: int | None = None, seed: int = 0, left_out: bool = True,
-             largest_first: bool = False) -> list[dict]:
+             retune_at: int | None = None, base: np.ndarray | None = None, seed: int = 0, left_out: bool = True,
+             largest_first: bool = False, always_accept: bool = False) -> list[dict]:
     """Run the policy for ``actions`` actions; the state after each action (labelled fraction, accuracy, and what
     the action did: a cluster's size and the members kept, or the propagated labels accepted and how many were
     right). ``left_out``: propagation knows the members a reader took out of a cluster (as the page does).
-    ``largest_first``: take the clusters largest first instead of in the page's order."""
+    ``largest_first``: take the clusters largest first instead of in the page's order. ``base``: the base model's
+    vectors, which a re-tune fits on (as the page's does; ``x`` when not given). ``always_accept``: the accept action
+    is taken even when it accepts nothing (as before the page's button said how many it would accept)."""
     from embtune.data.vectors import nearest_neighbors
     from embtune.labelling import propagate, suggest_clusters
 
@@ -88,17 +93,19 @@ def annotate(x: np.ndarray, truth: np.ndarray, texts: list[str], *, actions: int
     history = []
     for action in range(1, actions + 1):
         if retune_at is not None and action == retune_at + 1:
-            x = retuned(x, manual, seed)
+            x = retuned(x, x if base is None else base, manual, seed)
             neighbours = nearest_neighbors(x, 10)
             queue = []
         did: dict = {}
-        if action % 5 == 0:  # accept propagated labels above the threshold
+        if action % 5 == 0:  # accept propagated labels above the threshold, when the page's button offers some
             items, guessed, confidence = propagate(x, labels, neighbours=neighbours,
                                                    ruled_out=ruled_out if left_out else None)
             sure = confidence >= accept
-            labels.update({int(i): str(g) for i, g in zip(items[sure], guessed[sure])})
-            did = {"accepted": int(sure.sum()), "right": int(np.sum(guessed[sure] == truth[items[sure]].astype(str)))}
-        else:
+            if sure.any() or always_accept:
+                labels.update({int(i): str(g) for i, g in zip(items[sure], guessed[sure])})
+                did = {"accepted": int(sure.sum()),
+                       "right": int(np.sum(guessed[sure] == truth[items[sure]].astype(str)))}
+        if not did:
             if not queue or (action % refresh == 1):
                 queue = suggest_clusters(x, texts, seed=seed, exclude=np.array(sorted(labels), dtype=np.int64),
                                          neighbours=neighbours, keywords=0)
@@ -125,19 +132,20 @@ def annotate(x: np.ndarray, truth: np.ndarray, texts: list[str], *, actions: int
     return history
 
 
-def retuned(x: np.ndarray, manual: dict[int, str], seed: int) -> np.ndarray:
-    """The space after one re-tune: a ContrastiveTuner fitted on the manual labels so far, applied to every item; or
-    ``x`` itself when the page's held-out check finds that space worse for the labels (the page keeps its space)."""
+def retuned(x: np.ndarray, base: np.ndarray, manual: dict[int, str], seed: int) -> np.ndarray:
+    """The space after one re-tune, as the page makes it: a ContrastiveTuner fitted on the ``base`` vectors of the
+    manual labels so far, applied to every item's base vector; or ``x`` (the space labelled in) itself when the
+    held-out check finds the re-tuned space worse for the labels (the page keeps its space)."""
     from embtune.explore.session import heldout_check
     from embtune.tuners import ContrastiveTuner
 
     items = np.array(sorted(manual), dtype=np.int64)
     names = np.array([manual[i] for i in items])
-    check = heldout_check(x, x, items, names)
+    check = heldout_check(x, base, items, names)
     print(f"  re-tune on {len(items)} labels, held out: {check}", flush=True)
     if check.get("worse"):
         return x
-    return ContrastiveTuner(random_state=seed).fit(x[items], names).transform(x)
+    return ContrastiveTuner(random_state=seed).fit(base[items], names).transform(base)
 
 
 def where_actions_went(history: list[dict]) -> dict:
@@ -170,6 +178,8 @@ def main() -> None:
     parser.add_argument("--retune-at", type=int, default=50)
     parser.add_argument("--ignore-left-out", action="store_true",
                         help="propagation does not know what a reader took out of a cluster (the page before it did)")
+    parser.add_argument("--always-accept", action="store_true",
+                        help="spend the accept action even when nothing is that sure (the page before its button said how many)")
     parser.add_argument("--largest-first", action="store_true",
                         help="take the suggested clusters largest first (the page's order before it weighed cohesion)")
     args = parser.parse_args()
@@ -184,7 +194,8 @@ def main() -> None:
         out[name] = {}
         for space, (vectors, retune_at) in spaces.items():
             history = annotate(vectors, truth, texts, actions=args.actions, accept=args.accept, refresh=args.refresh,
-                               retune_at=retune_at, left_out=not args.ignore_left_out, largest_first=args.largest_first)
+                               retune_at=retune_at, base=x, left_out=not args.ignore_left_out,
+                               largest_first=args.largest_first, always_accept=args.always_accept)
             out[name][space] = {"history": history, **where_actions_went(history),
                                 "reach": {str(c): actions_to_reach(history, c) for c in COVERAGE_TARGETS},
                                 "reach_with_clicks": {str(c): actions_to_reach(history, c, clicks=True)
@@ -197,7 +208,8 @@ def main() -> None:
                   f"{went['taken_mean']:.0f} / {went['kept_mean']:.0f}  propagated {went['accepted_right']}/{went['accepted']} right", flush=True)
     lines = [f"# labelling effort, {(time.perf_counter() - began) / 60:.1f} min, CPU: {cpu_flags()}"
              + (" (propagation ignores what readers took out)" if args.ignore_left_out else "")
-             + (" (clusters taken largest first)" if args.largest_first else ""), "",
+             + (" (clusters taken largest first)" if args.largest_first else "")
+             + (" (accept actions spent even when nothing is that sure)" if args.always_accept else ""), "",
              "| set | space | " + " | ".join(f"after {a}: labelled / accuracy" for a in CHECKPOINTS) + " | "
              + " | ".join(f"actions to {int(100 * c)} %" for c in COVERAGE_TARGETS)
              + " | " + " | ".join(f"with x clicks to {int(100 * c)} %" for c in COVERAGE_TARGETS)
