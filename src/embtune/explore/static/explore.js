@@ -35,7 +35,7 @@ function colours() {
   const out = new Array(state.n);
   for (let i = 0; i < state.n; i++) {
     let name = null;
-    if (state.colour === "label") name = state.labels[i] ? state.labels[i][0] : state.guess[i] ? state.guess[i][0] : null;
+    if (state.colour === "label") name = state.labels[i] ? state.labels[i][0] : shownGuess(i) ? state.guess[i][0] : null;
     if (source) name = source[i];
     if (name === null) { out[i] = "#c8c8c8"; continue; }
     if (!(name in names)) names[name] = Object.keys(names).length;
@@ -44,14 +44,21 @@ function colours() {
   return uniform(out);
 }
 
+const GUESS_SHOWN = 0.5; // an unlabelled item's propagated guess shows on the map from this confidence up
+
+function shownGuess(i) {
+  return !state.labels[i] && state.guess[i] && state.guess[i][1] >= GUESS_SHOWN;
+}
+
 function opacity() {
-  // manual labels solid; accepted propagated ones by their confidence; an unlabelled item's propagated guess (not
-  // accepted yet) fainter still, by its confidence
+  // manual labels solid; accepted propagated ones by their confidence; an unlabelled item with a fair guess (not
+  // accepted yet) fainter, by its confidence (0.4-0.55); other unlabelled items grey, as before any label
   const out = new Array(state.n);
   const guesses = state.colour === "label";
   for (let i = 0; i < state.n; i++) {
-    const l = state.labels[i], g = guesses && !l && state.guess[i];
-    out[i] = state.hide && l ? 0 : l && l[1] === "propagated" ? 0.3 + 0.6 * l[2] : g ? 0.1 + 0.4 * g[1] : 0.8;
+    const l = state.labels[i];
+    out[i] = state.hide && l ? 0 : l && l[1] === "propagated" ? 0.3 + 0.6 * l[2]
+      : guesses && shownGuess(i) ? 0.25 + 0.3 * state.guess[i][1] : 0.8;
   }
   return uniform(out);
 }
