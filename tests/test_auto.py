@@ -60,6 +60,9 @@ def test_criterion_prefers_real_clusters_and_rejects_a_squashed_copy():
     assert blurred.rejected is None and blurred.score < base.score and not beats(blurred, base)
     # Identical spaces: a difference of zero is never called a win.
     assert not beats(score_space(x, 8, referee=referee), base)
+    # The base model's own neighbours are its referee: passing them as own (AutoRun.start does, so they are worked
+    # out once) changes nothing
+    assert score_space(x, 8, referee=referee, own=referee).to_dict() == base.to_dict()
     with pytest.raises(ValueError, match="referee neighbours are for 320 texts, the space has 100"):
         score_space(x[:100], 8, referee=referee)
 

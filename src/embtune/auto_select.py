@@ -153,7 +153,7 @@ class AutoRun:
         n_held = len(ctx.held_texts)
         self.k = int(min(MAX_K, max(2, n_held // TEXTS_PER_CLUSTER)))
         self.referee = referee_neighbours(ctx.held_x)  # every space is judged by the base model's neighbourhoods
-        self.base_score = score_space(ctx.held_x, self.k, seeds=self.seeds, referee=self.referee)
+        self.base_score = score_space(ctx.held_x, self.k, seeds=self.seeds, referee=self.referee, own=self.referee)
         self.scores = {"base": self.base_score}
         rows: list[dict[str, Any]] = [{
             "name": "base", "kind": "base", "summary": f"{ctx.encoder.name} as it is", "status": "scored",

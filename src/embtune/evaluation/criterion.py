@@ -88,10 +88,12 @@ def neighbour_agreement(assignment: np.ndarray, neighbours: np.ndarray) -> float
     return float(np.mean(assignment[neighbours] == assignment[:, None]))
 
 
-def score_space(vectors: np.ndarray, k: int, *, seeds: int = 5, referee: np.ndarray | None = None) -> SpaceScore:
+def score_space(vectors: np.ndarray, k: int, *, seeds: int = 5, referee: np.ndarray | None = None,
+                own: np.ndarray | None = None) -> SpaceScore:
     """The label-free criterion of one space (no guards: see :func:`guard`). ``referee``: the base model's
     neighbours of the same texts (:func:`referee_neighbours`); None judges the space by its own neighbours (right for
-    the base model itself). ``k`` is where silhouette and stability are shown and the no-structure rule looks.
+    the base model itself). ``own``: this space's own :func:`referee_neighbours` when the caller has them already (the
+    base model's are its referee). ``k`` is where silhouette and stability are shown and the no-structure rule looks.
 
     >>> referee = referee_neighbours(base_vectors)
     >>> s = score_space(heldout_vectors, k=20, referee=referee)
@@ -100,7 +102,7 @@ def score_space(vectors: np.ndarray, k: int, *, seeds: int = 5, referee: np.ndar
     x = l2_normalize(np.asarray(vectors, dtype=np.float32))
     if not 2 <= k < len(x):
         raise ValueError(f"k={k} clusters needs at least {k + 1} vectors (have {len(x)}) and k >= 2")
-    own = referee_neighbours(x)
+    own = referee_neighbours(x) if own is None else own
     referee = own if referee is None else referee
     if len(referee) != len(x):
         raise ValueError(f"the referee neighbours are for {len(referee)} texts, the space has {len(x)}")
