@@ -22,7 +22,8 @@ from embtune.data.vectors import l2_normalize, nearest_neighbors
 
 
 # Above this many unlabelled items the groups' centres are fitted on a random sample of this size, and every item then
-# joins its nearest centre: at 100,000 items (k = 200) the fit took 4.5 s on all of them, against ~1 s this way.
+# joins its nearest centre: at 100,000 items (k = 200, bench/explore_load.py's points) fitting on all of them took
+# 3.6-4.5 s, this way 0.5 s.
 KMEANS_SAMPLE = 20_000
 
 
