@@ -113,13 +113,16 @@ def test_label_undo_redo_accept_and_export_through_the_api(server):
 def test_the_groups_are_computed_once_per_label_state_and_again_after_a_label(tmp_path, monkeypatch):
     import embtune.explore.session as session_module
 
-    session = small_session(tmp_path)
+    session = small_session(tmp_path, n_per=400)  # 1,600 texts: 32 groups, more than the 30 the page shows
     assert session.prepare() >= 0
     first = session.clusters()
+    assert len(first) == 30
     calls = []
     real = session_module.suggest_clusters
     monkeypatch.setattr(session_module, "suggest_clusters", lambda *a, **k: calls.append(1) or real(*a, **k))
     assert session.clusters() == first and session.clusters(top=2) == first[:2] and not calls  # from the first time
+    every = session.clusters(top=1000)  # every group was kept, not only those the page shows
+    assert len(every) == 32 and every[:30] == first and not calls
     session.label(first[0]["members"], "card")
     again = session.clusters()
     assert calls == [1] and not set(first[0]["members"]) & {m for c in again for m in c["members"]}

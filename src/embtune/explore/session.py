@@ -120,17 +120,16 @@ class ExploreSession:
         """Suggested clusters of the unlabelled items in the work space, the most close-knit members first (size x
         cohesion, see :func:`~embtune.labelling.suggest_clusters`)."""
         labelled = np.array(sorted(self.log.labels()), dtype=np.int64)
+        key = labelled.tobytes()
         with self._computing:  # the same labels in the same space: the groups computed last time (e.g. by prepare)
-            if self._clusters is not None and self._clusters[0] == labelled.tobytes():
-                return self._clusters[1][:top]
-            found = suggest_clusters(self.work_space.vectors, self.texts if self.unit == "texts" else None,
-                                     exclude=labelled, neighbours=self.neighbours())
-            groups = [{"cluster": s.cluster, "size": s.size, "cohesion": round(s.cohesion, 3), "keywords": s.keywords,
-                       "members": s.members.tolist(),
-                       "examples": [self.texts[i] for i in s.members[:3]], "example_ids": s.members[:3].tolist()}
-                      for s in found[:max(top, 30)]]
-            self._clusters = (labelled.tobytes(), groups)
-            return groups[:top]
+            if self._clusters is None or self._clusters[0] != key:
+                found = suggest_clusters(self.work_space.vectors, self.texts if self.unit == "texts" else None,
+                                         exclude=labelled, neighbours=self.neighbours())
+                self._clusters = (key, [{"cluster": s.cluster, "size": s.size, "cohesion": round(s.cohesion, 3),
+                                         "keywords": s.keywords, "members": s.members.tolist(),
+                                         "examples": [self.texts[i] for i in s.members[:3]],
+                                         "example_ids": s.members[:3].tolist()} for s in found])
+            return self._clusters[1][:top]
 
     def propagation(self) -> dict[str, Any]:
         """The propagated label and confidence of every unlabelled item (from the manual labels and accepted ones)."""
