@@ -192,7 +192,8 @@ def candidate_table(result: AutoResult) -> tuple[list[str], list[list[str]], str
             cells.append(f"{100 * r['v_measure']:.1f}±{100 * r['v_measure_std']:.1f}" if "v_measure" in r else "")
             cells.append(_cell(r, "knn_accuracy", ".1f", 100))
         rows.append(cells)
-    caption = (f"→ marks the choice. criterion: the share of each held-out text's 10 nearest neighbours in the base "
+    caption = (f"→ marks the choice. status: scored, rejected (collapsed, see below), skipped (budget or no structure) or "
+               f"failed; secs: seconds to fit it and encode the held-out texts with it. criterion: the share of each held-out text's 10 nearest neighbours in the base "
                f"model's space that its KMeans cluster in this space keeps (k = {_ks(result.criterion_ks)}), mean±std over seeds, on the "
                f"{result.n_heldout} held-out texts; sil, stab: cosine silhouette and stability (mean ARI between seeds) "
                f"of KMeans(k={result.k}), shown, not used; rank: effective rank, spread: 1 - mean cosine; a candidate whose rank or spread fell below a quarter of the base "
